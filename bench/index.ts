@@ -1,0 +1,38 @@
+// `npm run bench [-- --json FILE] [--quick] [--only SUITE,...]`: times every kernel family and
+// prints one table: time, GFLOP/s or GB/s, fraction of this machine's ceiling, and ratios against
+// a naive version and onnxruntime-node run in the same process.
+import { writeFileSync, renameSync } from 'node:fs';
+
+import { backend } from '../src/index.js';
+import { loadOrt, printTable, type Ctx } from './util.js';
+
+type Suite = { run(ctx: Ctx): Promise<void> };
+const SUITES: Record<string, () => Promise<Suite>> = {
+  matmul: () => import('./matmul.js'),
+};
+
+const args = process.argv.slice(2);
+const flag = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
+const jsonPath = flag('--json');
+const only = flag('--only')?.split(',');
+const quick = args.includes('--quick');
+for (const name of only ?? []) if (!(name in SUITES)) throw new RangeError(`Unknown suite '${name}': expected one of ${Object.keys(SUITES).join(', ')}`);
+
+const info = backend();
+console.log(`videothinker ${info.version}: ${info.kernels} kernels, ${info.threads} threads, BLAS: ${info.blas.split(' ').slice(0, 2).join(' ')}, CUDA compiled: ${info.cuda.compiled}, devices: ${info.cuda.devices.length}`);
+const ort = loadOrt();
+if (!ort) console.log('onnxruntime-node not found: peer columns stay empty (npm install; it is a devDependency)');
+const ctx: Ctx = { rows: [], timeMs: Number(process.env.VT_BENCH_MS ?? (quick ? 400 : 1500)), quick, ort };
+for (const [name, load] of Object.entries(SUITES)) {
+  if (only && !only.includes(name)) continue;
+  const suite = await load();
+  await suite.run(ctx);
+}
+console.log();
+printTable(ctx.rows);
+if (jsonPath) {
+  const tmp = `${jsonPath}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify({ backend: info, date: new Date().toISOString(), rows: ctx.rows }, null, 2));
+  renameSync(tmp, jsonPath);
+  console.log(`\nwrote ${ctx.rows.length} rows to ${jsonPath}`);
+}

@@ -1,0 +1,79 @@
+// Module entry: the Storage class, backend information, threads, then every registered family.
+#include "../core/blas.h"
+#include "../core/parallel.h"
+#include "../core/simd.h"
+#include "../cuda/cuda_api.h"
+#include "napi_util.h"
+
+// Build systems pass bare tokens (quotes do not survive every generator): stringify here.
+#define VT_STR2(...) #__VA_ARGS__
+#define VT_STR(...) VT_STR2(__VA_ARGS__)
+#ifdef VT_VERSION
+#define VT_VERSION_STRING VT_STR(VT_VERSION)
+#else
+#define VT_VERSION_STRING "0.0.0"
+#endif
+
+namespace vt {
+namespace addon {
+
+void init_storage_class(Napi::Env env, Napi::Object exports);
+
+static Napi::Value Backend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("version", VT_VERSION_STRING);
+  const CpuFeatures& f = cpu();
+  Napi::Object simd = Napi::Object::New(env);
+  simd.Set("sse42", f.sse42);
+  simd.Set("avx", f.avx);
+  simd.Set("avx2", f.avx2);
+  simd.Set("fma", f.fma);
+  simd.Set("f16c", f.f16c);
+  simd.Set("avx512f", f.avx512f);
+  o.Set("simd", simd);
+  o.Set("kernels", f.use_avx2 ? "avx2" : "scalar");
+  o.Set("threads", num_threads());
+  o.Set("blas", blas_available() ? blas_name() : "none");
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("compiled", cuda_compiled());
+  cuda.Set("runtime", cuda_runtime_version());
+  Napi::Array archs = Napi::Array::New(env);
+  auto av = cuda_architectures();
+  for (size_t i = 0; i < av.size(); ++i) archs.Set(uint32_t(i), av[i]);
+  cuda.Set("architectures", archs);
+  Napi::Array devs = Napi::Array::New(env);
+  auto dv = cuda_devices();
+  for (size_t i = 0; i < dv.size(); ++i) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("index", dv[i].index);
+    d.Set("name", dv[i].name);
+    d.Set("computeCapability", std::to_string(dv[i].major) + "." + std::to_string(dv[i].minor));
+    d.Set("totalMemory", double(dv[i].total_memory));
+    d.Set("multiprocessors", dv[i].multiprocessors);
+    devs.Set(uint32_t(i), d);
+  }
+  cuda.Set("devices", devs);
+  o.Set("cuda", cuda);
+  return o;
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  init_storage_class(env, exports);
+  exports.Set("backend", Napi::Function::New(env, Backend, "backend"));
+  exports.Set("setNumThreads", fn(env, "setNumThreads", [](const Napi::CallbackInfo& info) -> Napi::Value {
+                double n = info[0].ToNumber().DoubleValue();
+                return Napi::Number::New(info.Env(), set_num_threads(int(n)));
+              }));
+  exports.Set("setForceScalar", fn(env, "setForceScalar", [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::Boolean::New(info.Env(), set_force_scalar(info[0].ToBoolean().Value()));
+              }));
+  for (InitFn f : registry()) f(env, exports);
+  return exports;
+}
+
+}  // namespace addon
+}  // namespace vt
+
+static Napi::Object InitVideothinker(Napi::Env env, Napi::Object exports) { return vt::addon::Init(env, exports); }
+NODE_API_MODULE(videothinker, InitVideothinker)

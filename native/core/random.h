@@ -1,0 +1,11 @@
+// Seeded, counter-based random numbers: element i depends only on (seed, i), so results are the
+// same whatever the thread count.
+#pragma once
+#include <cstdint>
+
+namespace vt {
+
+void fill_uniform(float* out, int64_t n, uint64_t seed, float lo, float hi);  // [lo, hi)
+void fill_normal(float* out, int64_t n, uint64_t seed, float mean, float std);
+
+}  // namespace vt

@@ -1,0 +1,101 @@
+// Loads the native addon and describes the core of its binding. Kernel families add their own
+// functions to `Binding` by interface merging (see src/kernels/*.ts), so each family's binding
+// sits beside its typed wrapper.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+/** The package root (this file is src/native.ts or dist/native.js). */
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Native memory behind one or more tensors. */
+export interface StorageHandle {
+  readonly bytes: number;
+  /** -1 for CPU memory, else the CUDA device index. */
+  readonly device: number;
+  readonly released: boolean;
+  release(): void;
+  /** One external ArrayBuffer over the whole storage (CPU only); it keeps the memory alive. */
+  arrayBuffer(): ArrayBuffer;
+}
+
+/** What native functions receive for a tensor argument. Sizes, strides and offset in elements. */
+export interface TensorDesc {
+  h: StorageHandle;
+  dt: number;
+  shape: number[];
+  strides: number[];
+  off: number;
+}
+
+export interface CudaDevice {
+  index: number;
+  name: string;
+  computeCapability: string;
+  totalMemory: number;
+  multiprocessors: number;
+}
+
+export interface BackendInfo {
+  /** Package version compiled into the addon. */
+  version: string;
+  /** SIMD features of this CPU. */
+  simd: { sse42: boolean; avx: boolean; avx2: boolean; fma: boolean; f16c: boolean; avx512f: boolean };
+  /** Kernel set in use: 'avx2' (AVX2+FMA+F16C) or 'scalar' (no AVX2, or VT_SIMD=scalar). */
+  kernels: 'avx2' | 'scalar';
+  /** Threads used by native parallel regions. */
+  threads: number;
+  /** The BLAS linked in ('OpenBLAS 0.3.21 ...') or 'none' (the builtin GEMM serves). */
+  blas: string;
+  cuda: { compiled: boolean; runtime: string; architectures: number[]; devices: CudaDevice[] };
+}
+
+export interface Binding {
+  backend(): BackendInfo;
+  setNumThreads(n: number): number;
+  setForceScalar(on: boolean): boolean;
+  alloc(bytes: number, device: number): StorageHandle;
+  fromBytes(data: ArrayBufferView): StorageHandle;
+  copyStrided(src: TensorDesc, dtype: number, async: boolean): StorageHandle | Promise<StorageHandle>;
+  fillRandom(t: TensorDesc, kind: 'normal' | 'uniform', seed: number, a: number, b: number): void;
+  toDevice(src: TensorDesc, device: number): StorageHandle;
+  matmul(a: TensorDesc, b: TensorDesc, out: TensorDesc | null, transA: boolean, transB: boolean,
+    impl: string, async: boolean): StorageHandle | undefined | Promise<StorageHandle | undefined>;
+}
+
+function load(): Binding {
+  const override = process.env.VT_ADDON_PATH;
+  const tried: string[] = [];
+  if (override) {
+    tried.push(path.resolve(override));
+    try {
+      return require(path.resolve(override)) as Binding;
+    } catch (e) {
+      throw loadError(tried, e);
+    }
+  }
+  try {
+    const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve?: (dir: string) => string };
+    return nodeGypBuild(packageRoot) as Binding;
+  } catch (e) {
+    tried.push(path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, '*.node'),
+      path.join(packageRoot, 'build', 'Release', 'videothinker.node'));
+    throw loadError(tried, e);
+  }
+}
+
+function loadError(tried: string[], cause: unknown): Error {
+  const msg = cause instanceof Error ? cause.message : String(cause);
+  return new Error(
+    `videothinker: could not load its native addon (${process.platform}-${process.arch}, Node ${process.version}, ` +
+    `N-API ${process.versions.napi}).\nTried:\n  ${tried.join('\n  ')}\nCause: ${msg}\n` +
+    'Fixes:\n' +
+    '  - reinstall so that the prebuilt binary or the install-time build runs: npm rebuild videothinker\n' +
+    '  - build from source in the package folder: npm run build (needs cmake, a C++17 compiler; OpenBLAS and nvcc optional)\n' +
+    '  - an "invalid ELF header" or "wrong architecture" cause means node_modules came from another machine: reinstall there\n' +
+    '  - set VT_ADDON_PATH to a videothinker.node you built yourself',
+    { cause });
+}
+
+export const native: Binding = load();
