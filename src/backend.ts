@@ -1,7 +1,7 @@
-import { checkInteger } from './errors.js';
-import { native, type BackendInfo } from './native.js';
+import { checkInteger, checkOneOf } from './errors.js';
+import { native, type BackendInfo, type SimdLevel } from './native.js';
 
-export type { BackendInfo, CudaDevice } from './native.js';
+export type { BackendInfo, CudaDevice, SimdLevel } from './native.js';
 
 /** What the native backend has: version, SIMD features and kernel set, threads, BLAS, CUDA. */
 export function backend(): BackendInfo {
@@ -17,7 +17,12 @@ export function setNumThreads(n: number): number {
   return native.setNumThreads(n);
 }
 
-/** Disables (true) or re-enables (false) the AVX2 kernels at run time; returns the previous state. Tests use it to cover the scalar paths; VT_SIMD=scalar does the same at start. */
-export function setForceScalar(on: boolean): boolean {
-  return native.setForceScalar(on === true);
+/**
+ * Caps the SIMD level of the native kernels ('scalar', 'avx2', 'avx512'; never above what the CPU
+ * has) and returns the previous level. Tests use it to cover every path; VT_SIMD does the same at
+ * start. Takes effect for calls started afterwards.
+ */
+export function setSimdLevel(level: SimdLevel): SimdLevel {
+  checkOneOf('level', level, ['scalar', 'avx2', 'avx512'] as const);
+  return native.setSimdLevel(level);
 }

@@ -37,13 +37,17 @@ export interface CudaDevice {
   multiprocessors: number;
 }
 
+export type SimdLevel = 'scalar' | 'avx2' | 'avx512';
+
 export interface BackendInfo {
   /** Package version compiled into the addon. */
   version: string;
   /** SIMD features of this CPU. */
-  simd: { sse42: boolean; avx: boolean; avx2: boolean; fma: boolean; f16c: boolean; avx512f: boolean };
-  /** Kernel set in use: 'avx2' (AVX2+FMA+F16C) or 'scalar' (no AVX2, or VT_SIMD=scalar). */
-  kernels: 'avx2' | 'scalar';
+  simd: { sse42: boolean; avx: boolean; avx2: boolean; fma: boolean; f16c: boolean; avx512f: boolean; avx512bw: boolean; avx512vl: boolean; avx512dq: boolean };
+  /** Kernel level in use: 'avx512', 'avx2' (AVX2+FMA+F16C) or 'scalar'; capped by VT_SIMD or setSimdLevel(). */
+  kernels: SimdLevel;
+  /** The best level this CPU supports. */
+  bestKernels: SimdLevel;
   /** Threads used by native parallel regions. */
   threads: number;
   /** The BLAS linked in ('OpenBLAS 0.3.21 ...') or 'none' (the builtin GEMM serves). */
@@ -54,7 +58,7 @@ export interface BackendInfo {
 export interface Binding {
   backend(): BackendInfo;
   setNumThreads(n: number): number;
-  setForceScalar(on: boolean): boolean;
+  setSimdLevel(level: SimdLevel): SimdLevel;
   alloc(bytes: number, device: number): StorageHandle;
   fromBytes(data: ArrayBufferView): StorageHandle;
   copyStrided(src: TensorDesc, dtype: number, async: boolean): StorageHandle | Promise<StorageHandle>;

@@ -31,8 +31,12 @@ static Napi::Value Backend(const Napi::CallbackInfo& info) {
   simd.Set("fma", f.fma);
   simd.Set("f16c", f.f16c);
   simd.Set("avx512f", f.avx512f);
+  simd.Set("avx512bw", f.avx512bw);
+  simd.Set("avx512vl", f.avx512vl);
+  simd.Set("avx512dq", f.avx512dq);
   o.Set("simd", simd);
-  o.Set("kernels", f.use_avx2 ? "avx2" : "scalar");
+  o.Set("kernels", simd_level_name(f.level));
+  o.Set("bestKernels", simd_level_name(f.best));
   o.Set("threads", num_threads());
   o.Set("blas", blas_available() ? blas_name() : "none");
   Napi::Object cuda = Napi::Object::New(env);
@@ -65,8 +69,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
                 double n = info[0].ToNumber().DoubleValue();
                 return Napi::Number::New(info.Env(), set_num_threads(int(n)));
               }));
-  exports.Set("setForceScalar", fn(env, "setForceScalar", [](const Napi::CallbackInfo& info) -> Napi::Value {
-                return Napi::Boolean::New(info.Env(), set_force_scalar(info[0].ToBoolean().Value()));
+  exports.Set("setSimdLevel", fn(env, "setSimdLevel", [](const Napi::CallbackInfo& info) -> Napi::Value {
+                std::string s = info[0].ToString().Utf8Value();
+                SimdLevel want = s == "scalar" ? SimdLevel::Scalar : s == "avx2" ? SimdLevel::Avx2 : SimdLevel::Avx512;
+                SimdLevel was = set_simd_level(want);
+                return Napi::String::New(info.Env(), simd_level_name(was));
               }));
   for (InitFn f : registry()) f(env, exports);
   return exports;

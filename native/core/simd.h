@@ -10,26 +10,43 @@
 #if defined(__clang__)
 #define VT_AVX2_BEGIN _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = function)")
 #define VT_AVX2_END _Pragma("clang attribute pop")
+#define VT_AVX512_BEGIN _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c\"))), apply_to = function)")
+#define VT_AVX512_END _Pragma("clang attribute pop")
 #elif defined(__GNUC__)
 #define VT_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
 #define VT_AVX2_END _Pragma("GCC pop_options")
+#define VT_AVX512_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c\")")
+#define VT_AVX512_END _Pragma("GCC pop_options")
 #endif
 #else
 #define VT_X86 0
 #define VT_AVX2_BEGIN
 #define VT_AVX2_END
+#define VT_AVX512_BEGIN
+#define VT_AVX512_END
 #endif
 
 namespace vt {
 
+// Kernel levels, each a superset of the one before. The level in use is the best the CPU has,
+// capped by VT_SIMD=scalar|avx2|avx512 at start or set_simd_level() at run time (tests cover
+// every level this way).
+enum class SimdLevel : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
 struct CpuFeatures {
-  bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false, avx512f = false;
-  // True when AVX2, FMA and F16C are all present and not disabled by VT_SIMD=scalar.
-  bool use_avx2 = false;
+  bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+  SimdLevel best = SimdLevel::Scalar;   // what the CPU supports
+  SimdLevel level = SimdLevel::Scalar;  // what kernels use now
+  // Shorthands for the dispatchers: use_avx2 holds at level >= Avx2, use_avx512 at Avx512.
+  bool use_avx2 = false, use_avx512 = false;
 };
 
 const CpuFeatures& cpu();
-// Force the scalar paths (tests run both). Returns the previous setting.
+// Caps the kernel level (at most the CPU's best); returns the previous level.
+SimdLevel set_simd_level(SimdLevel want);
+const char* simd_level_name(SimdLevel l);
+// Force the scalar paths (true) or the best level (false). Returns whether scalar was forced.
 bool set_force_scalar(bool on);
 
 }  // namespace vt
