@@ -59,7 +59,7 @@ export interface Binding {
   backend(): BackendInfo;
   setNumThreads(n: number): number;
   setSimdLevel(level: SimdLevel): SimdLevel;
-  alloc(bytes: number, device: number): StorageHandle;
+  alloc(bytes: number, device: number, zero?: boolean): StorageHandle;
   fromBytes(data: ArrayBufferView): StorageHandle;
   copyStrided(src: TensorDesc, dtype: number, async: boolean): StorageHandle | Promise<StorageHandle>;
   fillRandom(t: TensorDesc, kind: 'normal' | 'uniform', seed: number, a: number, b: number): void;

@@ -167,22 +167,18 @@ export class Tensor {
 
   /** A tensor of uninitialised memory. */
   static empty(shape: readonly number[], dtype: DType = 'f32', opts: { device?: Device } = {}): Tensor {
-    const sh = checkShape('shape', shape);
-    checkDType('dtype', dtype);
-    const device = parseDevice('device', checkOptions('options', opts).device ?? 'cpu');
-    return Tensor._wrap(native.alloc(numelOf(sh) * DTYPE_SIZE[dtype], device), dtype, sh);
+    return Tensor.#alloc(shape, dtype, opts, false);
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'f32', opts: { device?: Device } = {}): Tensor {
-    const t = Tensor.empty(shape, dtype, opts);
-    if (t.device !== 'cpu') {
-      const z = Tensor.zeros(shape, dtype);
-      const out = z.to(t.device);
-      z.dispose(); t.dispose();
-      return out;
-    }
-    new Uint8Array(t.#handle().arrayBuffer(), 0, t.numel * DTYPE_SIZE[dtype]).fill(0);
-    return t;
+    return Tensor.#alloc(shape, dtype, opts, true);
+  }
+
+  static #alloc(shape: readonly number[], dtype: DType, opts: { device?: Device }, zero: boolean): Tensor {
+    const sh = checkShape('shape', shape);
+    checkDType('dtype', dtype);
+    const device = parseDevice('device', checkOptions('options', opts).device ?? 'cpu');
+    return Tensor._wrap(native.alloc(numelOf(sh) * DTYPE_SIZE[dtype], device, zero), dtype, sh);
   }
 
   /** Normal(mean, std) samples from a seeded counter-based generator (f32, then cast to dtype). */
@@ -242,7 +238,8 @@ export class Tensor {
 
   /**
    * Zero-copy typed-array view of a contiguous CPU tensor (f16/bf16 as raw Uint16 bits). Writes
-   * through it change the tensor. The view keeps the memory alive even after dispose().
+   * through it change the tensor. It is valid while any tensor over the memory is alive; after the
+   * last dispose() it is detached (length 0), never dangling.
    */
   get data(): TypedArrayOf<this['dtype']> {
     const h = this.#handle();
@@ -397,7 +394,10 @@ export class Tensor {
     }
   }
 
-  /** Gives this tensor's share of its memory back. Idempotent. Typed-array views stay valid. */
+  /**
+   * Gives this tensor's share of its memory back. Idempotent. When the last tensor sharing the
+   * memory is disposed, it is freed and typed-array views from `.data` become empty (detached).
+   */
   dispose(): void {
     const s = this.#shared;
     if (s === null) return;

@@ -57,7 +57,7 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
     exports.Set("Storage", c);
   }
   explicit StorageWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StorageWrap>(info) {}
-  ~StorageWrap() override { drop(); }
+  ~StorageWrap() override { drop(false); }
 
   void attach(Napi::Env env, StoragePtr s) {
     storage_ = std::move(s);
@@ -68,16 +68,23 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
   const StoragePtr& storage() const { return storage_; }
 
  private:
-  void drop() {
+  // An explicit release detaches the storage's ArrayBuffer, so its typed-array views become
+  // empty and the memory is freed now (once work in flight, which holds its own reference, is
+  // done). From the GC finalizer no JS may run: the buffer is just left to its own finalizer.
+  void drop(bool detach) {
     if (reported_ && storage_ && storage_->device < 0 && env_) {
       Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
     }
     reported_ = 0;
+    if (detach && !view_.IsEmpty()) {
+      Napi::ArrayBuffer ab = view_.Value();
+      if (!ab.IsDetached()) ab.Detach();
+    }
     storage_.reset();
     view_.Reset();
   }
   Napi::Value Release(const Napi::CallbackInfo& info) {
-    drop();
+    drop(true);
     return info.Env().Undefined();
   }
   Napi::Value Bytes(const Napi::CallbackInfo& info) {

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "../core/convert.h"
+#include "../core/parallel.h"
 #include "../core/random.h"
 #include "../cuda/cuda_api.h"
 #include "napi_util.h"
@@ -11,13 +12,28 @@ namespace vt {
 namespace addon {
 namespace {
 
-// alloc(bytes, device) -> Storage handle (memory uninitialised).
+// alloc(bytes, device, zero) -> Storage handle (memory uninitialised unless zero).
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   double bytes = info[0].ToNumber().DoubleValue();
   int device = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : -1;
+  bool zero = opt_bool(info[2], false);
   if (!(bytes >= 0) || bytes > 9.0e15) throw_range("Expected a byte size in [0, 2^53) but received " + std::to_string(bytes));
-  if (device >= 0 && !cuda_compiled()) throw_type("Expected device 'cpu': CUDA is not compiled into this build");
-  return wrap_storage(info.Env(), storage_alloc(size_t(bytes), device));
+  if (device >= 0) {
+    auto devs = cuda_devices();
+    if (device >= int(devs.size()))
+      throw_range("Expected a CUDA device index below " + std::to_string(devs.size()) + " but received " +
+                  std::to_string(device) + (cuda_compiled() ? "" : " (CUDA is not compiled into this build)"));
+  }
+  StoragePtr s = storage_alloc(size_t(bytes), device);
+  if (zero && s->bytes) {
+    if (device < 0) {
+      char* p = static_cast<char*>(s->data);
+      parallel_for(int64_t(s->bytes), 1 << 20, [p](int64_t b, int64_t e) { std::memset(p + b, 0, size_t(e - b)); });
+    } else {
+      cuda_memset(s->data, 0, s->bytes, device);
+    }
+  }
+  return wrap_storage(info.Env(), s);
 }
 
 // fromBytes(typedArrayOrBuffer) -> Storage handle holding a copy of the bytes.

@@ -114,6 +114,11 @@ void cuda_free(void* p, int device) {
   if (cudaSetDevice(device) == cudaSuccess) cudaFree(p);
 }
 
+void cuda_memset(void* p, int value, size_t bytes, int device) {
+  check(cudaSetDevice(device), "cudaSetDevice");
+  check(cudaMemset(p, value, bytes), "cudaMemset");
+}
+
 void cuda_memcpy(void* dst, const void* src, size_t bytes) {
   check(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "cudaMemcpy");
 }

@@ -24,6 +24,7 @@ std::vector<int> cuda_architectures();  // those compiled in, e.g. 75, 80, ...
 std::vector<CudaDeviceInfo> cuda_devices();  // empty without a driver or GPU
 void* cuda_malloc(size_t bytes, int device);  // nullptr on failure
 void cuda_free(void* p, int device);
+void cuda_memset(void* p, int value, size_t bytes, int device);
 // Copies between host and device memory (kind deduced by the runtime); throws on failure.
 void cuda_memcpy(void* dst, const void* src, size_t bytes);
 // Element cast on a device buffer (contiguous), same semantics as the CPU cast.

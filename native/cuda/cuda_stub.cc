@@ -11,6 +11,7 @@ std::vector<int> cuda_architectures() { return {}; }
 std::vector<CudaDeviceInfo> cuda_devices() { return {}; }
 void* cuda_malloc(size_t, int) { return nullptr; }
 void cuda_free(void*, int) {}
+void cuda_memset(void*, int, size_t, int) { throw std::runtime_error("CUDA is not compiled into this build"); }
 void cuda_memcpy(void*, const void*, size_t) { throw std::runtime_error("CUDA is not compiled into this build"); }
 void cuda_cast(const void*, DType, void*, DType, size_t, int) {
   throw std::runtime_error("CUDA is not compiled into this build");
