@@ -1,6 +1,7 @@
 // Module entry: the Storage class, backend information, threads, then every registered family.
 #include "../core/blas.h"
 #include "../core/parallel.h"
+#include "../core/peak.h"
 #include "../core/simd.h"
 #include "../cuda/cuda_api.h"
 #include "napi_util.h"
@@ -74,6 +75,15 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
                 SimdLevel want = s == "scalar" ? SimdLevel::Scalar : s == "avx2" ? SimdLevel::Avx2 : SimdLevel::Avx512;
                 SimdLevel was = set_simd_level(want);
                 return Napi::String::New(info.Env(), simd_level_name(was));
+              }));
+  // measureCeilings(threads, seconds) -> { fmaGflops, readGBs }: for the benchmarks' "% of peak".
+  exports.Set("measureCeilings", fn(env, "measureCeilings", [](const Napi::CallbackInfo& info) -> Napi::Value {
+                int threads = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : num_threads();
+                double seconds = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0.3;
+                Napi::Object o = Napi::Object::New(info.Env());
+                o.Set("fmaGflops", measure_fma_peak(threads, seconds));
+                o.Set("readGBs", measure_read_bandwidth(threads, int64_t(1) << 29, 3));
+                return o;
               }));
   for (InitFn f : registry()) f(env, exports);
   return exports;
