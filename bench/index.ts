@@ -4,7 +4,12 @@
 import { writeFileSync, renameSync } from 'node:fs';
 
 import { backend } from '../src/index.js';
-import { loadOrt, printTable, type Ctx } from './util.js';
+import { native } from '../src/native.js';
+import { CEILINGS, loadOrt, printTable, type Ctx } from './util.js';
+
+declare module '../src/native.js' {
+  interface Binding { measureCeilings(threads?: number, seconds?: number): { fmaGflops: number; readGBs: number } }
+}
 
 type Suite = { run(ctx: Ctx): Promise<void> };
 const SUITES: Record<string, () => Promise<Suite>> = {
@@ -20,6 +25,12 @@ for (const name of only ?? []) if (!(name in SUITES)) throw new RangeError(`Unkn
 
 const info = backend();
 console.log(`videothinker ${info.version}: ${info.kernels} kernels, ${info.threads} threads, BLAS: ${info.blas.split(' ').slice(0, 2).join(' ')}, CUDA compiled: ${info.cuda.compiled}, devices: ${info.cuda.devices.length}`);
+if (Number.isNaN(CEILINGS.peakGflops) || Number.isNaN(CEILINGS.dramGBs)) {
+  const m = native.measureCeilings(info.threads, 0.5);
+  if (Number.isNaN(CEILINGS.peakGflops)) CEILINGS.peakGflops = m.fmaGflops;
+  if (Number.isNaN(CEILINGS.dramGBs)) CEILINGS.dramGBs = m.readGBs;
+}
+console.log(`ceilings measured now: fp32 FMA peak ${CEILINGS.peakGflops.toFixed(0)} GFLOP/s (${info.kernels}, ${info.threads} threads), DRAM read ${CEILINGS.dramGBs.toFixed(1)} GB/s; '% peak' below is against these`);
 const ort = loadOrt();
 if (!ort) console.log('onnxruntime-node not found: peer columns stay empty (npm install; it is a devDependency)');
 const ctx: Ctx = { rows: [], timeMs: Number(process.env.VT_BENCH_MS ?? (quick ? 400 : 1500)), quick, ort };

@@ -5,12 +5,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
 
-/** Ceilings of the reference machine (2 vCPU Zen 3, AVX2+FMA); override with env for another. */
+/**
+ * Ceilings of this machine, measured at the start of the run (bench/index.ts): fp32 FMA peak of
+ * register-resident loops at the best SIMD level on all threads, and DRAM read bandwidth.
+ * VT_PEAK_GFLOPS / VT_DRAM_GBS override them.
+ */
 export const CEILINGS = {
-  /** fp32 FMA peak on all threads, GFLOP/s (97 per core). */
-  peakGflops: Number(process.env.VT_PEAK_GFLOPS ?? 190),
-  /** DRAM read bandwidth, GB/s (two threads). */
-  dramGBs: Number(process.env.VT_DRAM_GBS ?? 31),
+  peakGflops: Number(process.env.VT_PEAK_GFLOPS ?? NaN),
+  dramGBs: Number(process.env.VT_DRAM_GBS ?? NaN),
 };
 
 export interface Row {

@@ -28,6 +28,8 @@ using GemmMicroKernel = void (*)(int64_t kc, const float* ap, const float* bp, f
 GemmMicroKernel gemm_microkernel();  // AVX2+FMA when the CPU has it, else scalar
 
 namespace detail {
+// 12 x 32 AVX-512 microkernel (24 zmm accumulators); panels packed 12 rows / 32 columns wide.
+void gemm_ukr_avx512_12x32(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
 void gemm_ukr_scalar(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
 void gemm_ukr_avx2(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
 }  // namespace detail
