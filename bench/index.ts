@@ -7,10 +7,6 @@ import { backend } from '../src/index.js';
 import { native } from '../src/native.js';
 import { CEILINGS, loadOrt, printTable, type Ctx } from './util.js';
 
-declare module '../src/native.js' {
-  interface Binding { measureCeilings(threads?: number, seconds?: number): { fmaGflops: number; readGBs: number } }
-}
-
 type Suite = { run(ctx: Ctx): Promise<void> };
 const SUITES: Record<string, () => Promise<Suite>> = {
   matmul: () => import('./matmul.js'),

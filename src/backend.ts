@@ -1,7 +1,7 @@
 import { checkInteger, checkOneOf } from './errors.js';
-import { native, type BackendInfo, type SimdLevel } from './native.js';
+import { native, type BackendInfo, type MemoryStats, type SimdLevel } from './native.js';
 
-export type { BackendInfo, CudaDevice, SimdLevel } from './native.js';
+export type { BackendInfo, CudaDevice, MemoryStats, SimdLevel } from './native.js';
 
 /** What the native backend has: version, SIMD features and kernel set, threads, BLAS, CUDA. */
 export function backend(): BackendInfo {
@@ -25,4 +25,17 @@ export function setNumThreads(n: number): number {
 export function setSimdLevel(level: SimdLevel): SimdLevel {
   checkOneOf('level', level, ['scalar', 'avx2', 'avx512'] as const);
   return native.setSimdLevel(level);
+}
+
+/**
+ * Native host memory in use by tensors and kernel workspaces (exact byte counts, unlike RSS,
+ * which also holds allocator caches). `peakBytes` is the high-water mark since resetPeakMemory().
+ */
+export function memoryStats(): MemoryStats {
+  return native.memoryStats();
+}
+
+/** Starts a new high-water window for memoryStats().peakBytes (at the bytes live now). */
+export function resetPeakMemory(): void {
+  native.resetPeakMemory();
 }

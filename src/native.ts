@@ -55,10 +55,23 @@ export interface BackendInfo {
   cuda: { compiled: boolean; runtime: string; architectures: number[]; devices: CudaDevice[] };
 }
 
+/** Native host memory held by tensors and kernel workspaces. */
+export interface MemoryStats {
+  /** Bytes allocated now. */
+  liveBytes: number;
+  /** Most bytes allocated at once since the last resetPeakMemory(). */
+  peakBytes: number;
+  /** Live allocations. */
+  allocations: number;
+}
+
 export interface Binding {
   backend(): BackendInfo;
   setNumThreads(n: number): number;
   setSimdLevel(level: SimdLevel): SimdLevel;
+  measureCeilings(threads?: number, seconds?: number): { fmaGflops: number; readGBs: number };
+  memoryStats(): MemoryStats;
+  resetPeakMemory(): void;
   alloc(bytes: number, device: number, zero?: boolean): StorageHandle;
   fromBytes(data: ArrayBufferView): StorageHandle;
   copyStrided(src: TensorDesc, dtype: number, async: boolean): StorageHandle | Promise<StorageHandle>;

@@ -98,6 +98,16 @@ test('the async form runs off the event loop: timers keep firing during a large 
   assert.ok(ticks >= 5, `timers fired ${ticks} times during ${ms.toFixed(0)} ms of work`);
 });
 
+test('concurrent async matmuls (several libuv threads, BLAS and builtin) give correct results', async () => {
+  const cases = Array.from({ length: 8 }, (_, i) => {
+    const M = 100 + 13 * i, N = 90 + 7 * i, K = 120 + 5 * i;
+    const A = randomF32(M * K, 100 + i), B = randomF32(K * N, 200 + i);
+    return { M, N, K, A, B, want: matmulRef(A, B, M, N, K), a: Tensor.from(A, [M, K]), b: Tensor.from(B, [K, N]) };
+  });
+  const outs = await Promise.all(cases.map((c, i) => matmul(c.a, c.b, { impl: i % 2 ? 'builtin' : 'auto' })));
+  outs.forEach((o, i) => { assertRel(o.data, cases[i]!.want, 1e-5, `case ${i}`); o.dispose(); cases[i]!.a.dispose(); cases[i]!.b.dispose(); });
+});
+
 test('disposing inputs while an async matmul is in flight is safe', async () => {
   const A = randomF32(200 * 300, 5), B = randomF32(300 * 100, 6);
   const a = Tensor.from(A, [200, 300]), b = Tensor.from(B, [300, 100]);

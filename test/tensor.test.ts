@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { backend, DTYPES, setNumThreads, Tensor, indexTensor } from '../src/index.js';
+import { backend, DTYPES, memoryStats, resetPeakMemory, setNumThreads, Tensor, indexTensor } from '../src/index.js';
 import { throwsLike } from './helpers.js';
 
 test('from() infers dtype from the typed array and copies', () => {
@@ -162,26 +162,38 @@ test('dispose: idempotent, tensor views keep storage alive until all are dispose
   }
 });
 
-test('dispose frees native memory at once (no growth over many allocations)', () => {
-  globalThis.gc?.();
-  const before = process.memoryUsage().rss;
-  for (let i = 0; i < 200; i++) Tensor.zeros([1 << 18]).dispose();  // 200 MiB in total, touched
-  const grew = process.memoryUsage().rss - before;
-  assert.ok(grew < 64 * 2 ** 20, `rss grew by ${(grew / 2 ** 20).toFixed(0)} MiB`);
+test('dispose frees native memory at once (exact native byte count, no growth over many allocations)', () => {
+  const base = memoryStats();
+  resetPeakMemory();
+  for (let i = 0; i < 200; i++) {
+    const t = Tensor.zeros([1 << 18]);  // 1 MiB each, 200 MiB in total
+    assert.is(memoryStats().liveBytes - base.liveBytes, 4 << 18, 'the tensor counts while alive');
+    t.dispose();
+  }
+  const after = memoryStats();
+  assert.is(after.liveBytes, base.liveBytes, 'every byte is returned');
+  assert.is(after.allocations, base.allocations);
+  assert.ok(after.peakBytes - base.liveBytes <= 4 << 18, `peak ${after.peakBytes - base.liveBytes} bytes above the start`);
+  // A tensor viewed from JS is freed at dispose too (its ArrayBuffer is detached, not left to GC).
+  const v = Tensor.zeros([1 << 18]);
+  const arr = v.data;
+  v.dispose();
+  assert.is(arr.length, 0);
+  assert.is(memoryStats().liveBytes, base.liveBytes);
 });
 
 test('native memory is reported to V8: undisposed tensors are collected under memory pressure', async () => {
-  // 48 x 64 MiB = 3 GiB of touched native memory that is never disposed. The JS heap barely grows,
-  // so only the reported external memory can make V8 collect them (the FinalizationRegistry and
-  // the handle's finalizer then free them).
-  const before = process.memoryUsage().rss;
-  let peak = 0;
+  // 48 x 64 MiB = 3 GiB of native memory that is never disposed. The JS heap barely grows, so only
+  // the reported external memory can make V8 collect them (the FinalizationRegistry and the
+  // handle's finalizer then free them).
+  resetPeakMemory();
+  const base = memoryStats().liveBytes;
   for (let i = 0; i < 48; i++) {
     Tensor.zeros([1 << 24]);
-    peak = Math.max(peak, process.memoryUsage().rss - before);
     if (i % 8 === 7) await new Promise((r) => setImmediate(r));  // let finalizers run
   }
-  assert.ok(peak < 1.5 * 2 ** 30, `peak rss growth ${(peak / 2 ** 20).toFixed(0)} MiB for 3072 MiB allocated`);
+  const peak = memoryStats().peakBytes - base;
+  assert.ok(peak < 1.5 * 2 ** 30, `peak native memory ${(peak / 2 ** 20).toFixed(0)} MiB for 3072 MiB allocated`);
 });
 
 test('storage larger than a JS ArrayBuffer can exist natively', () => {

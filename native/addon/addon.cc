@@ -3,6 +3,7 @@
 #include "../core/parallel.h"
 #include "../core/peak.h"
 #include "../core/simd.h"
+#include "../core/storage.h"
 #include "../cuda/cuda_api.h"
 #include "napi_util.h"
 
@@ -84,6 +85,20 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
                 o.Set("fmaGflops", measure_fma_peak(threads, seconds));
                 o.Set("readGBs", measure_read_bandwidth(threads, int64_t(1) << 29, 3));
                 return o;
+              }));
+  // memoryStats() -> { liveBytes, peakBytes, allocations }: native host memory of tensors and
+  // kernel workspaces. resetPeakMemory() starts a new peak window (benchmarks' peak extra memory).
+  exports.Set("memoryStats", fn(env, "memoryStats", [](const Napi::CallbackInfo& info) -> Napi::Value {
+                HostMemoryStats m = host_memory_stats();
+                Napi::Object o = Napi::Object::New(info.Env());
+                o.Set("liveBytes", double(m.live_bytes));
+                o.Set("peakBytes", double(m.peak_bytes));
+                o.Set("allocations", double(m.allocations));
+                return o;
+              }));
+  exports.Set("resetPeakMemory", fn(env, "resetPeakMemory", [](const Napi::CallbackInfo& info) -> Napi::Value {
+                reset_host_memory_peak();
+                return info.Env().Undefined();
               }));
   for (InitFn f : registry()) f(env, exports);
   return exports;

@@ -79,7 +79,12 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
     if (detach && !view_.IsEmpty()) {
       Napi::ArrayBuffer ab = view_.Value();
       if (!ab.IsDetached()) ab.Detach();
+      // The detached buffer can no longer be read, so its finalizer (which runs whenever V8
+      // collects it) need not keep the memory: drop that reference now. view_ still holds the
+      // buffer strongly here, so keep_ is alive.
+      if (keep_) keep_->reset();
     }
+    keep_ = nullptr;
     storage_.reset();
     view_.Reset();
   }
@@ -124,6 +129,7 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
     }
     Napi::ArrayBuffer buf(env, ab);
     view_ = Napi::Persistent(buf);
+    keep_ = keep;
     return buf;
   }
 
@@ -131,6 +137,7 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
   napi_env env_ = nullptr;
   int64_t reported_ = 0;
   Napi::Reference<Napi::ArrayBuffer> view_;
+  StoragePtr* keep_ = nullptr;  // owned by the ArrayBuffer's finalizer; valid while view_ is set
 };
 
 Napi::Object wrap_storage(Napi::Env env, StoragePtr s) {

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 
 #include "simd.h"
@@ -61,6 +62,10 @@ void blas_set_threads(int n) {
 void blas_sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   name_string();  // first use: make sure the kernel set is the right one
+  // Async calls run on several libuv threads; OpenBLAS's pthread server is shared by all of them,
+  // and it uses every core already, so calls take turns rather than trusting its build's locking.
+  static std::mutex m;
+  std::lock_guard<std::mutex> lock(m);
   cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, blasint(M),
               blasint(N), blasint(K), alpha, A, blasint(lda), B, blasint(ldb), beta, C, blasint(ldc));
 }

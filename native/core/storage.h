@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 
 namespace vt {
 
@@ -22,5 +23,48 @@ using StoragePtr = std::shared_ptr<Storage>;
 
 // Throws std::bad_alloc when the memory cannot be had (the addon turns it into a RangeError).
 StoragePtr storage_alloc(size_t bytes, int device = -1);
+
+// Host memory accounting: every CPU Storage and every kernel workspace (ScratchBuffer) counts here,
+// so tests can see that dispose frees at once and benchmarks can report a kernel's peak extra
+// memory exactly (RSS also counts allocator caching and other libraries).
+struct HostMemoryStats {
+  int64_t live_bytes;
+  int64_t peak_bytes;  // since the last reset_host_memory_peak()
+  int64_t allocations;  // live allocation count
+};
+HostMemoryStats host_memory_stats();
+void reset_host_memory_peak();
+void* host_alloc(size_t bytes);  // 64-byte aligned, counted; nullptr on failure
+void host_free(void* p, size_t bytes);
+
+// A counted, 64-byte aligned, uninitialised kernel workspace of n elements of T.
+template <class T>
+class ScratchBuffer {
+ public:
+  ScratchBuffer() = default;
+  explicit ScratchBuffer(size_t n) { reset(n); }
+  ~ScratchBuffer() { release(); }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  void reset(size_t n) {
+    release();
+    if (n == 0) return;
+    p_ = static_cast<T*>(host_alloc(n * sizeof(T)));
+    if (!p_) throw std::bad_alloc();
+    n_ = n;
+  }
+  void release() {
+    if (p_) host_free(p_, n_ * sizeof(T));
+    p_ = nullptr;
+    n_ = 0;
+  }
+  T* data() const { return p_; }
+  size_t size() const { return n_; }
+  T& operator[](size_t i) const { return p_[i]; }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
 
 }  // namespace vt
