@@ -3,7 +3,7 @@
     {
       "target_name": "videothinker",
       "sources": [
-        "<!@(node -p \"const s=require('./native/sources.json');[...s.cpu,...s.nocuda].join(' ')\")"
+        "<!@(node scripts/sources.cjs gyp)"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": [
