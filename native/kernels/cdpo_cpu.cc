@@ -1,0 +1,112 @@
+// CPU path of the CDPO loss (cdpo.h) and of group-normalised advantages.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "../core/parallel.h"
+#include "../core/storage.h"
+#include "cdpo.h"
+
+namespace vt {
+
+namespace {
+
+// Tokens per work item. The partial sums are kept per chunk and added in chunk order, so the
+// loss does not depend on the thread count; 2048 tokens (~30 us of work) keep the hand-out cheap.
+constexpr int64_t kChunk = 2048;
+
+}  // namespace
+
+CdpoResult cdpo_loss_cpu(float* dlogp, const CdpoParams& p) {
+  const CdpoConst<double> c = p.consts();
+  const int64_t N = p.N, B = p.B;
+  const int32_t* off = p.offsets;
+  // Sequence level: rho_i, pol_i and dpol_i/drho_i once per completion.
+  ScratchBuffer<double> seq;
+  if (p.seq_level) {
+    seq.reset(size_t(3 * B));
+    parallel_for(B, 64, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t t0 = off[i], t1 = off[i + 1];
+        double s = 0;
+        if (p.old_logp)
+          for (int64_t t = t0; t < t1; ++t) s += double(p.logp[t]) - double(p.old_logp[t]);
+        const double rho = std::exp(t1 > t0 ? s / double(t1 - t0) : 0.0);
+        double pol, dpol;
+        cdpo_policy(rho, double(p.adv[i]), c, &pol, &dpol);
+        seq[3 * i] = rho;
+        seq[3 * i + 1] = pol;
+        seq[3 * i + 2] = dpol;
+      }
+    });
+  }
+  const int64_t nchunks = (N + kChunk - 1) / kChunk;
+  ScratchBuffer<double> part(size_t(std::max<int64_t>(nchunks, 1) * kNumCdpoSums));
+  std::memset(part.data(), 0, part.size() * sizeof(double));
+  parallel_chunks(N, kChunk, [&](int64_t b, int64_t e, int) {
+    double s[kNumCdpoSums] = {};
+    // The completion holding token b: offsets[i] <= b < offsets[i + 1] (empty ones skipped).
+    int64_t i = int64_t(std::upper_bound(off, off + B + 1, int32_t(b)) - off) - 1;
+    double w = cdpo_weight(p.loss_type, B, int64_t(off[i + 1] - off[i]), N, p.norm);
+    for (int64_t t = b; t < e; ++t) {
+      if (t >= off[i + 1]) {
+        while (t >= off[i + 1]) ++i;
+        w = cdpo_weight(p.loss_type, B, int64_t(off[i + 1] - off[i]), N, p.norm);
+      }
+      const double lp = p.logp[t], adv = p.adv[i];
+      double rho, pol, dpol;
+      if (p.seq_level) {
+        rho = seq[3 * i];
+        pol = seq[3 * i + 1];
+        dpol = seq[3 * i + 2];
+      } else {
+        rho = p.old_logp ? std::exp(lp - double(p.old_logp[t])) : 1.0;
+        cdpo_policy(rho, adv, c, &pol, &dpol);
+      }
+      const CdpoToken<double> tok = cdpo_token(lp, rho, pol, dpol, p.ref_logp != nullptr, p.ref_logp ? double(p.ref_logp[t]) : 0.0,
+                                               p.bias_logp != nullptr, p.bias_logp ? double(p.bias_logp[t]) : 0.0, c);
+      dlogp[t] = float(w * tok.dlogp);
+      cdpo_accumulate(s, tok, w, rho, adv, c);
+    }
+    std::memcpy(&part[size_t(b / kChunk) * kNumCdpoSums], s, sizeof s);
+  });
+  double tot[kNumCdpoSums] = {};
+  for (int64_t k = 0; k < nchunks; ++k)
+    for (int j = 0; j < kNumCdpoSums; ++j) tot[j] += part[size_t(k) * kNumCdpoSums + j];
+  return cdpo_result(tot, N);
+}
+
+void group_advantages_cpu(float* adv, const float* rewards, int64_t B, int64_t G, AdvantageScale scale, double eps) {
+  // Batch scale: one std (Bessel) over all rewards; the mean subtracted is still the group's.
+  double batch_std = 0;
+  if (scale == AdvantageScale::Batch && B > 1) {
+    double m = 0, ss = 0;
+    for (int64_t i = 0; i < B; ++i) m += rewards[i];
+    m /= double(B);
+    for (int64_t i = 0; i < B; ++i) ss += (rewards[i] - m) * (rewards[i] - m);
+    batch_std = std::sqrt(ss / double(B - 1));
+  }
+  for (int64_t g0 = 0; g0 < B; g0 += G) {
+    const float* r = rewards + g0;
+    bool equal = true;
+    for (int64_t j = 1; j < G; ++j) equal = equal && r[j] == r[0];
+    if (equal) {  // exactly 0: the mean of equal values need not round back to the value
+      for (int64_t j = 0; j < G; ++j) adv[g0 + j] = 0.0f;
+      continue;
+    }
+    double m = 0;
+    for (int64_t j = 0; j < G; ++j) m += r[j];
+    m /= double(G);
+    double denom = 1;
+    if (scale == AdvantageScale::Group) {
+      double ss = 0;
+      for (int64_t j = 0; j < G; ++j) ss += (r[j] - m) * (r[j] - m);
+      denom = std::sqrt(ss / double(G - 1)) + eps;  // G >= 2 here: a group of one is always "equal"
+    } else if (scale == AdvantageScale::Batch) {
+      denom = batch_std + eps;
+    }
+    for (int64_t j = 0; j < G; ++j) adv[g0 + j] = float((double(r[j]) - m) / denom);
+  }
+}
+
+}  // namespace vt
