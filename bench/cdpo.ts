@@ -38,10 +38,11 @@ export async function run(ctx: Ctx): Promise<void> {
     const old = shift(2, 0.2), ref = shift(3, 0.5), bias = shift(4, 1);
     const adv = Tensor.randn([B], { seed: 5 });
     const off = new Int32Array(B + 1).map((_, i) => i * L);
+    const offT = Tensor.from(off);  // an i32 Tensor: no per-call copy of the offsets
     const bytes = N * 4 * 5;  // four f32 inputs and the gradient per token
     for (const is of ['token', 'sequence'] as const) {
       const ms = await time(`cdpoLoss ${is} ${kase}`, () => cdpoLossSync({ logprobs: lp, oldLogprobs: old, refLogprobs: ref, biasLogprobs: bias,
-        advantages: adv, seqOffsets: off, betaRef: 0.01, importanceSampling: is }).dLogprobs.dispose(), ctx);
+        advantages: adv, seqOffsets: offT, betaRef: 0.01, importanceSampling: is }).dLogprobs.dispose(), ctx);
       record(ctx, { suite: 'cdpo', case: kase, impl: `cdpoLoss ${is}`, ms, bytes, note: `${(N / ms / 1e3).toFixed(1)} Mtokens/s, double math` });
     }
     const d = new Float32Array(N), a = [lp.toArray(), old.toArray(), ref.toArray(), bias.toArray()] as Float32Array[];
@@ -49,6 +50,6 @@ export async function run(ctx: Ctx): Promise<void> {
     const ms = await time(`naive JS cdpo ${kase}`, () => naiveLoss(a[0]!, a[1]!, a[2]!, a[3]!, advA, off, d), ctx);
     record(ctx, { suite: 'cdpo', case: kase, impl: 'naive', ms, bytes, note: `${(N / ms / 1e3).toFixed(1)} Mtokens/s, JS float64 loop` });
     compare(ctx, 'cdpo', kase, 'naive', null);
-    for (const t of [lp, old, ref, bias, adv]) t.dispose();
+    for (const t of [lp, old, ref, bias, adv, offT]) t.dispose();
   }
 }

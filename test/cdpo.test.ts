@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { setNumThreads } from '../src/backend.js';
+import { backend, setNumThreads, setSimdLevel } from '../src/backend.js';
 import { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, type CdpoLossArgs, type CdpoOptions } from '../src/kernels/cdpo.js';
 import { Tensor } from '../src/tensor.js';
 import { assertRel, rejectsLike, relErr, rng, throwsLike } from './helpers.js';
@@ -129,8 +129,15 @@ function makeCase(seed: number, lens: number[], opts: CdpoOptions, has: { old: b
 
 const LOSS_TYPES = ['grpo', 'bnpo', 'dr_grpo', 'dapo'] as const;
 const LEVELS = ['token', 'sequence'] as const;
+// The CPU per-token math has a scalar form (cdpo_math.h, shared with CUDA) and an AVX-512 form.
+const SIMD = (['scalar', 'avx512'] as const).filter((l) => l === 'scalar' || backend().bestKernels === 'avx512');
 
-test('every lossType x importance sampling x old/ref/bias present or not matches the float64 reference', () => {
+for (const simd of SIMD) test(`[${simd}] every lossType x importance sampling x old/ref/bias present or not matches the float64 reference`, () => {
+  const prev = setSimdLevel(simd);
+  try { matrix(); } finally { setSimdLevel(prev); }
+});
+
+function matrix(): void {
   let seed = 100, n = 0;
   for (const lossType of LOSS_TYPES) for (const importanceSampling of LEVELS) for (let m = 0; m < 8; m++) {
     const has = { old: (m & 1) > 0, ref: (m & 2) > 0, bias: (m & 4) > 0 };
@@ -141,7 +148,7 @@ test('every lossType x importance sampling x old/ref/bias present or not matches
     n++;
   }
   assert.is(n, 64);
-});
+}
 
 test('non-default options: betas, clamp, asymmetric eps, delta, maxCompletionLength, activeTokens', () => {
   let seed = 300;
@@ -160,7 +167,12 @@ test('non-default options: betas, clamp, asymmetric eps, delta, maxCompletionLen
   }
 });
 
-test('a ratio exactly on a clip boundary: clamp passes the gradient at its bounds, a tie of the min splits it', () => {
+for (const simd of SIMD) test(`[${simd}] a ratio exactly on a clip boundary: clamp passes the gradient at its bounds, a tie of the min splits it`, () => {
+  const prev = setSimdLevel(simd);
+  try { boundaries(); } finally { setSimdLevel(prev); }
+});
+
+function boundaries(): void {
   // eps 0: clamp(rho, 1, 1) with rho exactly 1 (old = logprobs); each min branch gets half, both pass: full gradient.
   const lens = [3, 1, 4];
   for (const old of [true, false]) for (const importanceSampling of LEVELS) {
@@ -182,7 +194,7 @@ test('a ratio exactly on a clip boundary: clamp passes the gradient at its bound
   k.ref!.set([-1, -12, 9.5]);
   k.bias!.set([-1, -12, -13.5]);
   check(k, 'log-ratio at the clamp');
-});
+}
 
 test('advantages of 0 and no KL terms: loss 0 and zero gradient; completions of length 1 only', () => {
   const c = makeCase(11, [1, 1, 1, 1], {}, { old: true, ref: false, bias: false });
@@ -195,19 +207,30 @@ test('advantages of 0 and no KL terms: loss 0 and zero gradient; completions of 
   }
 });
 
-test('16 completions x 768 tokens (many work chunks), sequence and token level; deterministic across thread counts', () => {
+test('16 completions x 768 tokens (many work chunks), sequence and token level, every SIMD level; deterministic across thread counts', () => {
   const lens = Array.from({ length: 16 }, (_, i) => 768 - 37 * i);
-  for (const importanceSampling of LEVELS) {
-    const c = makeCase(21, lens, { importanceSampling, betaRef: 0.01 }, { old: true, ref: true, bias: true });
-    const one = check(c, `large ${importanceSampling}`);
-    const prev = setNumThreads(1);
+  for (const simd of SIMD) for (const importanceSampling of LEVELS) {
+    const prevSimd = setSimdLevel(simd), prev = setNumThreads(2);
     try {
+      const c = makeCase(21, lens, { importanceSampling, betaRef: 0.01 }, { old: true, ref: true, bias: true });
+      const one = check(c, `large ${simd} ${importanceSampling}`);
+      setNumThreads(1);
       const a = args(c);
       const r = cdpoLossSync(a);
       assert.is(r.loss, one.loss, 'same loss bits on 1 thread');
       assert.equal(r.dLogprobs.data, one.grad, 'same gradient on 1 thread');
       r.dLogprobs.dispose(); disposeArgs(a);
-    } finally { setNumThreads(prev); }
+    } finally { setNumThreads(prev); setSimdLevel(prevSimd); }
+  }
+});
+
+test('the scalar and AVX-512 forms agree to rounding', () => {
+  if (SIMD.length < 2) return;
+  for (const importanceSampling of LEVELS) {
+    const c = makeCase(23, [40, 1, 77, 8, 9], { importanceSampling, betaRef: 0.02, delta: 1.25 }, { old: true, ref: true, bias: true });
+    const got = SIMD.map((l) => { const prev = setSimdLevel(l); try { return check(c, `${l} ${importanceSampling}`); } finally { setSimdLevel(prev); } });
+    assert.ok(scalarRel(got[1]!.loss, got[0]!.loss) < 1e-12, `loss ${got[1]!.loss} vs ${got[0]!.loss}`);
+    assertRel(got[1]!.grad, got[0]!.grad, 1e-6, 'gradient');
   }
 });
 

@@ -57,6 +57,23 @@ inline CdpoResult cdpo_result(const double* s, int64_t tokens) {
   return r;
 }
 
+// A run of tokens of one completion (CPU): the unit the CPU paths hand to the per-token math.
+struct CdpoSpan {
+  const float* logp;                       // (n)
+  const float *old, *ref, *bias;           // (n) each, or nullptr when not given
+  float* dlogp;                            // (n) out: w * dl/dlogp
+  int64_t n;
+  double adv, w;                           // the completion's advantage and per-token weight
+  const double* seq;                       // (3) rho, pol, dpol/drho of the completion (sequence level), or nullptr
+};
+// Adds the span's sums (cdpo_accumulate order per token) to sums[kNumCdpoSums]; picks the SIMD
+// level in use (AVX-512 or scalar; results agree to rounding).
+void cdpo_span(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);
+namespace detail {
+void cdpo_span_scalar(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);
+void cdpo_span_avx512(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);
+}  // namespace detail
+
 // Writes dlogp (N) = dL/dlogp and returns the loss and metrics. CPU memory.
 CdpoResult cdpo_loss_cpu(float* dlogp, const CdpoParams& p);
 

@@ -2,8 +2,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "../core/parallel.h"
+#include "../core/simd.h"
 #include "../core/storage.h"
 #include "cdpo.h"
 
@@ -17,6 +19,36 @@ constexpr int64_t kChunk = 2048;
 
 }  // namespace
 
+namespace detail {
+
+void cdpo_span_scalar(const CdpoSpan& sp, const CdpoConst<double>& c, double* s) {
+  for (int64_t t = 0; t < sp.n; ++t) {
+    const double lp = sp.logp[t];
+    double rho, pol, dpol;
+    if (sp.seq) {
+      rho = sp.seq[0];
+      pol = sp.seq[1];
+      dpol = sp.seq[2];
+    } else {
+      rho = sp.old ? std::exp(lp - double(sp.old[t])) : 1.0;
+      cdpo_policy(rho, sp.adv, c, &pol, &dpol);
+    }
+    const CdpoToken<double> tok = cdpo_token(lp, rho, pol, dpol, sp.ref != nullptr, sp.ref ? double(sp.ref[t]) : 0.0,
+                                             sp.bias != nullptr, sp.bias ? double(sp.bias[t]) : 0.0, c);
+    sp.dlogp[t] = float(sp.w * tok.dlogp);
+    cdpo_accumulate(s, tok, sp.w, rho, sp.adv, c);
+  }
+}
+
+}  // namespace detail
+
+void cdpo_span(const CdpoSpan& s, const CdpoConst<double>& c, double* sums) {
+#if VT_X86
+  if (cpu().use_avx512) return detail::cdpo_span_avx512(s, c, sums);
+#endif
+  detail::cdpo_span_scalar(s, c, sums);
+}
+
 CdpoResult cdpo_loss_cpu(float* dlogp, const CdpoParams& p) {
   const CdpoConst<double> c = p.consts();
   const int64_t N = p.N, B = p.B;
@@ -25,7 +57,9 @@ CdpoResult cdpo_loss_cpu(float* dlogp, const CdpoParams& p) {
   ScratchBuffer<double> seq;
   if (p.seq_level) {
     seq.reset(size_t(3 * B));
-    parallel_for(B, 64, [&](int64_t b, int64_t e) {
+    // A sum per completion (~1 ns a token): a parallel region pays off only for long batches.
+    auto run = [&](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { if (N < (int64_t(1) << 18)) fn(0, n); else parallel_for(n, 1, fn); };
+    run(B, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const int64_t t0 = off[i], t1 = off[i + 1];
         double s = 0;
@@ -47,26 +81,21 @@ CdpoResult cdpo_loss_cpu(float* dlogp, const CdpoParams& p) {
     double s[kNumCdpoSums] = {};
     // The completion holding token b: offsets[i] <= b < offsets[i + 1] (empty ones skipped).
     int64_t i = int64_t(std::upper_bound(off, off + B + 1, int32_t(b)) - off) - 1;
-    double w = cdpo_weight(p.loss_type, B, int64_t(off[i + 1] - off[i]), N, p.norm);
-    for (int64_t t = b; t < e; ++t) {
-      if (t >= off[i + 1]) {
-        while (t >= off[i + 1]) ++i;
-        w = cdpo_weight(p.loss_type, B, int64_t(off[i + 1] - off[i]), N, p.norm);
-      }
-      const double lp = p.logp[t], adv = p.adv[i];
-      double rho, pol, dpol;
-      if (p.seq_level) {
-        rho = seq[3 * i];
-        pol = seq[3 * i + 1];
-        dpol = seq[3 * i + 2];
-      } else {
-        rho = p.old_logp ? std::exp(lp - double(p.old_logp[t])) : 1.0;
-        cdpo_policy(rho, adv, c, &pol, &dpol);
-      }
-      const CdpoToken<double> tok = cdpo_token(lp, rho, pol, dpol, p.ref_logp != nullptr, p.ref_logp ? double(p.ref_logp[t]) : 0.0,
-                                               p.bias_logp != nullptr, p.bias_logp ? double(p.bias_logp[t]) : 0.0, c);
-      dlogp[t] = float(w * tok.dlogp);
-      cdpo_accumulate(s, tok, w, rho, adv, c);
+    for (int64_t t = b; t < e; ++i) {
+      const int64_t t1 = std::min<int64_t>(e, off[i + 1]);
+      if (t1 <= t) continue;
+      CdpoSpan sp;
+      sp.logp = p.logp + t;
+      sp.old = p.old_logp ? p.old_logp + t : nullptr;
+      sp.ref = p.ref_logp ? p.ref_logp + t : nullptr;
+      sp.bias = p.bias_logp ? p.bias_logp + t : nullptr;
+      sp.dlogp = dlogp + t;
+      sp.n = t1 - t;
+      sp.adv = p.adv[i];
+      sp.w = cdpo_weight(p.loss_type, B, int64_t(off[i + 1] - off[i]), N, p.norm);
+      sp.seq = p.seq_level ? &seq[3 * i] : nullptr;
+      cdpo_span(sp, c, s);
+      t = t1;
     }
     std::memcpy(&part[size_t(b / kChunk) * kNumCdpoSums], s, sizeof s);
   });
