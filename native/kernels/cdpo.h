@@ -67,10 +67,11 @@ struct CdpoSpan {
   const double* seq;                       // (3) rho, pol, dpol/drho of the completion (sequence level), or nullptr
 };
 // Adds the span's sums (cdpo_accumulate order per token) to sums[kNumCdpoSums]; picks the SIMD
-// level in use (AVX-512 or scalar; results agree to rounding).
+// level in use (AVX-512, AVX2 or scalar; results agree to rounding).
 void cdpo_span(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);
 namespace detail {
 void cdpo_span_scalar(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);
+void cdpo_span_avx2(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);
 void cdpo_span_avx512(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);
 }  // namespace detail
 

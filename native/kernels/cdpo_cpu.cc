@@ -45,6 +45,7 @@ void cdpo_span_scalar(const CdpoSpan& sp, const CdpoConst<double>& c, double* s)
 void cdpo_span(const CdpoSpan& s, const CdpoConst<double>& c, double* sums) {
 #if VT_X86
   if (cpu().use_avx512) return detail::cdpo_span_avx512(s, c, sums);
+  if (cpu().use_avx2) return detail::cdpo_span_avx2(s, c, sums);
 #endif
   detail::cdpo_span_scalar(s, c, sums);
 }
