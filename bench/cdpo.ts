@@ -34,7 +34,7 @@ export async function run(ctx: Ctx): Promise<void> {
     const B = 16, L = 768, N = B * L;
     const kase = `N ${B}x${L}`;
     const lp = Tensor.rand([N], { seed: 1, low: -3, high: 0 });
-    const shift = (seed: number, s: number) => { const t = Tensor.randn([N], { seed, std: s }); const d = t.data; const a = lp.data; for (let i = 0; i < N; i++) d[i] += a[i]!; return t; };
+    const shift = (seed: number, s: number) => { const t = Tensor.randn([N], { seed, std: s }); const d = t.data as Float32Array, a = lp.data as Float32Array; for (let i = 0; i < N; i++) d[i] += a[i]!; return t; };
     const old = shift(2, 0.2), ref = shift(3, 0.5), bias = shift(4, 1);
     const adv = Tensor.randn([B], { seed: 5 });
     const off = new Int32Array(B + 1).map((_, i) => i * L);

@@ -10,6 +10,9 @@ import { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, type Cdpo
 import { Tensor } from '../src/tensor.js';
 import { assertRel, rejectsLike, relErr, rng, throwsLike } from './helpers.js';
 
+/** The f32 view of a tensor (Tensor.data is typed by dtype only when the dtype is static). */
+const f32 = (t: Tensor) => t.data as Float32Array;
+
 // ---- float64 reference ----
 
 interface Case {
@@ -92,14 +95,14 @@ function check(c: Case, what: string): { loss: number; grad: Float32Array } {
     const r = cdpoLossSync(a);
     try {
       assert.ok(scalarRel(r.loss, want.loss) < 1e-6, `${what}: loss ${r.loss} vs ${want.loss} (rel ${scalarRel(r.loss, want.loss).toExponential(2)})`);
-      assertRel(r.dLogprobs.data, want.grad, 1e-5, `${what}: gradient`);
+      assertRel(f32(r.dLogprobs), want.grad, 1e-5, `${what}: gradient`);
       for (const k of ['klRef', 'klBias', 'clipLow', 'clipHigh', 'ratioMean'] as const) {
         const g = r.metrics[k], w = want[k];
         if (w === null) assert.is(g, null, `${what}: ${k}`);
         else assert.ok(g !== null && scalarRel(g, w) < 1e-6 || (g === 0 && w === 0), `${what}: ${k} ${g} vs ${w}`);
       }
       assert.is(r.metrics.tokens, c.lp.length, `${what}: tokens`);
-      return { loss: r.loss, grad: r.dLogprobs.data.slice() };
+      return { loss: r.loss, grad: f32(r.dLogprobs).slice() };
     } finally { r.dLogprobs.dispose(); }
   } finally { disposeArgs(a); }
 }
@@ -219,7 +222,7 @@ test('16 completions x 768 tokens (many work chunks), sequence and token level, 
       const a = args(c);
       const r = cdpoLossSync(a);
       assert.is(r.loss, one.loss, 'same loss bits on 1 thread');
-      assert.equal(r.dLogprobs.data, one.grad, 'same gradient on 1 thread');
+      assert.equal(f32(r.dLogprobs), one.grad, 'same gradient on 1 thread');
       r.dLogprobs.dispose(); disposeArgs(a);
     } finally { setNumThreads(prev); setSimdLevel(prevSimd); }
   }
@@ -243,17 +246,17 @@ test('finite differences of the native loss match its gradient', () => {
     const c = makeCase(seed++, [4, 1, 6], { importanceSampling, lossType, betaRef: 0.3, betaBias: 0.2, epsLow: 0.6, epsHigh: 0.9, klClamp: 30 }, { old: true, ref: true, bias: true });
     const a = args(c);
     const base = cdpoLossSync(a);
-    const g = base.dLogprobs.data.slice();
+    const g = f32(base.dLogprobs).slice();
     base.dLogprobs.dispose();
     const lp = a.logprobs as Tensor;
     const fd = new Float64Array(c.lp.length);
     for (let t = 0; t < c.lp.length; t++) {
       const x = c.lp[t]!, h = 1e-3;
-      lp.data[t] = x + h; const up = lp.data[t]!;
+      f32(lp)[t] = x + h; const up = f32(lp)[t]!;
       const rp = cdpoLossSync(a); rp.dLogprobs.dispose();
-      lp.data[t] = x - h; const dn = lp.data[t]!;
+      f32(lp)[t] = x - h; const dn = f32(lp)[t]!;
       const rm = cdpoLossSync(a); rm.dLogprobs.dispose();
-      lp.data[t] = x;
+      f32(lp)[t] = x;
       fd[t] = (rp.loss - rm.loss) / (up - dn);
     }
     disposeArgs(a);
@@ -266,7 +269,7 @@ test('the Promise form equals the sync form; Float32Array inputs and strided vie
   const want = reference(c);
   const r = await cdpoLoss({ logprobs: c.lp, oldLogprobs: c.old, refLogprobs: c.ref, biasLogprobs: c.bias, advantages: c.adv, seqOffsets: c.off, betaRef: 0.05 });
   assert.ok(scalarRel(r.loss, want.loss) < 1e-6);
-  assertRel(r.dLogprobs.data, want.grad, 1e-5, 'async, typed arrays');
+  assertRel(f32(r.dLogprobs), want.grad, 1e-5, 'async, typed arrays');
   r.dLogprobs.dispose();
   // logprobs as every other element of a longer tensor
   const wide = new Float32Array(2 * c.lp.length);
@@ -332,14 +335,14 @@ test('groupAdvantages: group / batch / none scaling against float64; equal group
   for (const scale of ['group', 'batch', 'none'] as const) for (const eps of [1e-4, 0]) {
     using a = groupAdvantagesSync(rewards, 4, { scale, eps });
     assert.equal(a.shape, [16]);
-    assertRel(a.data, advRef(rewards, 4, scale, eps), 1e-6, `${scale} eps ${eps}`);
-    for (const g of [4, 12]) assert.is(a.data[g + 1], 0, 'equal group: exactly 0, not NaN');
+    assertRel(f32(a), advRef(rewards, 4, scale, eps), 1e-6, `${scale} eps ${eps}`);
+    for (const g of [4, 12]) assert.is(f32(a)[g + 1], 0, 'equal group: exactly 0, not NaN');
   }
   using one = await groupAdvantages([3, -1, 2], 1);
-  assert.equal(Array.from(one.data), [0, 0, 0], 'groups of one');
+  assert.equal(Array.from(f32(one)), [0, 0, 0], 'groups of one');
   using t = Tensor.from(rewards);
   using b = await groupAdvantages(t, 8);
-  assertRel(b.data, advRef(rewards, 8, 'group', 1e-4), 1e-6, 'tensor input, G = 8');
+  assertRel(f32(b), advRef(rewards, 8, 'group', 1e-4), 1e-6, 'tensor input, G = 8');
   throwsLike(() => groupAdvantagesSync(rewards, 3), RangeError, /multiple of groupSize \(3\).*received 16/);
   throwsLike(() => groupAdvantagesSync(rewards, 0), RangeError, /integer >= 1 for groupSize but received 0/);
   throwsLike(() => groupAdvantagesSync(rewards, 4, { scale: 'std' as never }), RangeError, /one of 'group', 'batch', 'none' for scale/);
@@ -425,7 +428,7 @@ test('PyTorch autograd agrees: loss, gradient through both min branches, ties an
     const got = cdpoLossSync(a);
     const what = `torch case ${i} ${JSON.stringify(c.opts)}`;
     assert.ok(scalarRel(got.loss, torch[i]!.loss) < 1e-6, `${what}: loss ${got.loss} vs ${torch[i]!.loss}`);
-    assert.ok(relErr(got.dLogprobs.data, torch[i]!.grad) < 1e-5, `${what}: gradient rel ${relErr(got.dLogprobs.data, torch[i]!.grad)}`);
+    assert.ok(relErr(f32(got.dLogprobs), torch[i]!.grad) < 1e-5, `${what}: gradient rel ${relErr(f32(got.dLogprobs), torch[i]!.grad)}`);
     // the float64 reference of this file agrees with autograd too
     assert.ok(relErr(reference(c).grad, torch[i]!.grad) < 1e-12, `${what}: JS reference vs autograd`);
     got.dLogprobs.dispose(); disposeArgs(a);
