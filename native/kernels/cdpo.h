@@ -69,6 +69,8 @@ struct CdpoSpan {
 // Adds the span's sums (cdpo_accumulate order per token) to sums[kNumCdpoSums]; picks the SIMD
 // level in use (AVX-512, AVX2 or scalar; results agree to rounding).
 void cdpo_span(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);
+// Sequence level: rho, pol and dpol/drho (out[3]) of a completion of n tokens from its mean log-ratio.
+void cdpo_sequence(const float* logp, const float* old, int64_t n, double adv, const CdpoConst<double>& c, double* out);
 namespace detail {
 void cdpo_span_scalar(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);
 void cdpo_span_avx2(const CdpoSpan& s, const CdpoConst<double>& c, double* sums);

@@ -50,6 +50,14 @@ void cdpo_span(const CdpoSpan& s, const CdpoConst<double>& c, double* sums) {
   detail::cdpo_span_scalar(s, c, sums);
 }
 
+void cdpo_sequence(const float* logp, const float* old, int64_t n, double adv, const CdpoConst<double>& c, double* out) {
+  double s = 0;
+  if (old)
+    for (int64_t t = 0; t < n; ++t) s += double(logp[t]) - double(old[t]);
+  out[0] = std::exp(n > 0 ? s / double(n) : 0.0);
+  cdpo_policy(out[0], adv, c, &out[1], &out[2]);
+}
+
 CdpoResult cdpo_loss_cpu(float* dlogp, const CdpoParams& p) {
   const CdpoConst<double> c = p.consts();
   const int64_t N = p.N, B = p.B;
@@ -61,18 +69,8 @@ CdpoResult cdpo_loss_cpu(float* dlogp, const CdpoParams& p) {
     // A sum per completion (~1 ns a token): a parallel region pays off only for long batches.
     auto run = [&](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { if (N < (int64_t(1) << 18)) fn(0, n); else parallel_for(n, 1, fn); };
     run(B, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const int64_t t0 = off[i], t1 = off[i + 1];
-        double s = 0;
-        if (p.old_logp)
-          for (int64_t t = t0; t < t1; ++t) s += double(p.logp[t]) - double(p.old_logp[t]);
-        const double rho = std::exp(t1 > t0 ? s / double(t1 - t0) : 0.0);
-        double pol, dpol;
-        cdpo_policy(rho, double(p.adv[i]), c, &pol, &dpol);
-        seq[3 * i] = rho;
-        seq[3 * i + 1] = pol;
-        seq[3 * i + 2] = dpol;
-      }
+      for (int64_t i = b; i < e; ++i)
+        cdpo_sequence(p.logp + off[i], p.old_logp ? p.old_logp + off[i] : nullptr, off[i + 1] - off[i], p.adv[i], c, &seq[3 * i]);
     });
   }
   const int64_t nchunks = (N + kChunk - 1) / kChunk;
