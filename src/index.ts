@@ -5,4 +5,4 @@ export { backend, memoryStats, resetPeakMemory, setNumThreads, setSimdLevel } fr
 export type { BackendInfo, CudaDevice, MemoryStats, SimdLevel } from './backend.js';
 export { matmul, matmulSync } from './kernels/matmul.js';
 export type { MatmulOptions } from './kernels/matmul.js';
-export { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, type AdvantageScale, type CdpoInputs, type CdpoLossArgs, type CdpoLossResult, type CdpoLossType, type CdpoMetrics, type CdpoOptions, type GroupAdvantagesOptions, type ImportanceSampling } from './kernels/cdpo.js';
+export { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, linearCdpo, linearCdpoSync, type AdvantageScale, type CdpoInputs, type CdpoLossArgs, type CdpoLossResult, type CdpoLossType, type CdpoMetrics, type CdpoOptions, type GroupAdvantagesOptions, type ImportanceSampling, type LinearCdpoArgs, type LinearCdpoResult } from './kernels/cdpo.js';

@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { backend, setNumThreads, setSimdLevel } from '../src/backend.js';
-import { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, type CdpoLossArgs, type CdpoOptions } from '../src/kernels/cdpo.js';
+import { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, linearCdpo, linearCdpoSync, type CdpoLossArgs, type CdpoOptions, type LinearCdpoArgs } from '../src/kernels/cdpo.js';
 import { Tensor } from '../src/tensor.js';
 import { assertRel, rejectsLike, relErr, rng, throwsLike } from './helpers.js';
 
@@ -312,6 +312,156 @@ test('errors name the argument, the expectation and what was received; an empty 
   // without biasLogprobs the push term is off by default: plain GRPO
   const plain = makeCase(42, [3, 2], {}, { old: true, ref: false, bias: false });
   check(plain, 'no bias model: betaBias defaults to 0');
+});
+
+// ---- fused with the LM head ----
+
+/** float64 LM head: log-probs of the targets and the softmax, for the reference of linearCdpo. */
+function lmHead(h: Float32Array, w: Float32Array, tg: Int32Array, N: number, H: number, V: number, T: number) {
+  const logp = new Float64Array(N), probs = new Float64Array(N * V);
+  for (let n = 0; n < N; n++) {
+    let mx = -Infinity;
+    for (let v = 0; v < V; v++) {
+      let z = 0;
+      for (let k = 0; k < H; k++) z += h[n * H + k]! * w[v * H + k]!;
+      probs[n * V + v] = z / T;
+      mx = Math.max(mx, z / T);
+    }
+    let se = 0;
+    for (let v = 0; v < V; v++) se += Math.exp(probs[n * V + v]! - mx);
+    const lse = mx + Math.log(se);
+    logp[n] = probs[n * V + tg[n]!]! - lse;
+    for (let v = 0; v < V; v++) probs[n * V + v] = Math.exp(probs[n * V + v]! - lse);
+  }
+  return { logp, probs };
+}
+
+/** float64 reference of linearCdpo: LM head, the loss on its log-probs, and the chain rule back through log_softmax and the matmul. */
+function linearReference(c: Case, h: Float32Array, w: Float32Array, tg: Int32Array, H: number, V: number, T: number) {
+  const N = tg.length;
+  const { logp, probs } = lmHead(h, w, tg, N, H, V, T);
+  const r = reference({ ...c, lp: logp as unknown as Float32Array });
+  const dH = new Float64Array(N * H), dW = new Float64Array(V * H);
+  for (let n = 0; n < N; n++) {
+    for (let v = 0; v < V; v++) {
+      const dz = r.grad[n]! * ((v === tg[n] ? 1 : 0) - probs[n * V + v]!) / T;
+      if (dz === 0) continue;
+      for (let k = 0; k < H; k++) { dH[n * H + k] += dz * w[v * H + k]!; dW[v * H + k] += dz * h[n * H + k]!; }
+    }
+  }
+  return { ...r, logp, dH, dW };
+}
+
+function linearCase(seed: number, lens: number[], H: number, V: number, opts: CdpoOptions & { temperature?: number }, has: { old: boolean; ref: boolean; bias: boolean }) {
+  const c = makeCase(seed, lens, opts, has);
+  const N = c.lp.length, r = rng(seed + 1);
+  const h = new Float32Array(N * H).map(() => (r() - 0.5) * 2);
+  const w = new Float32Array(V * H).map(() => (r() - 0.5) * 0.6);
+  const tg = new Int32Array(N).map(() => Math.floor(r() * V));
+  // old / ref / bias log-probs near the policy's: ratios on both sides of the clip range
+  const { logp } = lmHead(h, w, tg, N, H, V, opts.temperature ?? 1);
+  for (const [arr, s] of [[c.old, 0.9], [c.ref, 2], [c.bias, 3]] as const) if (arr) for (let t = 0; t < N; t++) arr[t] = logp[t]! + (r() - 0.5) * s;
+  if (c.ref) c.ref[1] = logp[1]! + 14;  // beyond the clamp
+  return { c, h, w, tg };
+}
+
+for (const simd of SIMD) test(`[${simd}] linearCdpo matches the float64 reference (loss, logprobs, dHidden, dWeight), every lossType x IS level`, () => {
+  const prev = setSimdLevel(simd);
+  try {
+    let seed = 900;
+    for (const lossType of LOSS_TYPES) for (const importanceSampling of LEVELS) {
+      const H = 24, V = 97, temperature = lossType === 'bnpo' ? 0.7 : 1;
+      const opts = { lossType, importanceSampling, betaRef: 0.05, delta: 1.4 };
+      const { c, h, w, tg } = linearCase(seed++, [5, 1, 9, 0, 3], H, V, { ...opts, temperature }, { old: true, ref: true, bias: true });
+      const want = linearReference(c, h, w, tg, H, V, temperature);
+      using hidden = Tensor.from(h, [tg.length, H]);
+      using weight = Tensor.from(w, [V, H]);
+      const a = args(c);
+      const r = linearCdpoSync({ ...a, hidden, weight, targets: tg, temperature, logprobs: undefined } as unknown as LinearCdpoArgs);
+      const what = `linear ${simd} ${lossType} ${importanceSampling}`;
+      assertRel(f32(r.logprobs), want.logp, 1e-5, `${what}: logprobs`);
+      assert.ok(scalarRel(r.loss, want.loss) < 1e-5, `${what}: loss ${r.loss} vs ${want.loss}`);
+      assertRel(f32(r.dHidden), want.dH, 1e-5, `${what}: dHidden`);
+      assertRel(f32(r.dWeight), want.dW, 1e-5, `${what}: dWeight`);
+      // the same call's loss equals cdpoLoss on the returned log-probs exactly (same f32 inputs, same math)
+      const l = cdpoLossSync({ ...a, logprobs: r.logprobs });
+      assert.is(r.loss, l.loss, `${what}: loss = cdpoLoss(logprobs)`);
+      assert.equal(r.metrics, l.metrics, `${what}: metrics`);
+      for (const t of [r.dHidden, r.dWeight, r.logprobs, l.dLogprobs]) t.dispose();
+      disposeArgs(a);
+    }
+  } finally { setSimdLevel(prev); }
+});
+
+test('linearCdpo token blocks: many blocks, completion-aligned blocks and the two-pass mode give the same result', () => {
+  const H = 16, V = 61, lens = [3, 7, 1, 12, 5, 2];
+  let seed = 950;
+  for (const importanceSampling of LEVELS) {
+    const opts = { importanceSampling, betaRef: 0.05 } as CdpoOptions;
+    const { c, h, w, tg } = linearCase(seed++, lens, H, V, opts, { old: true, ref: true, bias: true });
+    const N = tg.length;
+    const want = linearReference(c, h, w, tg, H, V, 1);
+    using hidden = Tensor.from(h, [N, H]);
+    using weight = Tensor.from(w, [V, H]);
+    const a = args(c);
+    // cache of 1 block (all tokens), of 5 tokens (sequence level: completions packed whole; the one of 12
+    // tokens forces the two-pass mode) and of 13 tokens (sequence level: every completion fits a block)
+    const results = [N, 5, 13, 1].map((tokens) => {
+      const r = linearCdpoSync({ ...a, hidden, weight, targets: tg, logprobs: undefined, _cacheBytes: tokens * V * 4 } as unknown as LinearCdpoArgs);
+      const what = `${importanceSampling} blocks of ${tokens}`;
+      assertRel(f32(r.logprobs), want.logp, 1e-5, `${what}: logprobs`);
+      assert.ok(scalarRel(r.loss, want.loss) < 1e-5, `${what}: loss ${r.loss} vs ${want.loss}`);
+      assertRel(f32(r.dHidden), want.dH, 1e-5, `${what}: dHidden`);
+      assertRel(f32(r.dWeight), want.dW, 1e-5, `${what}: dWeight`);
+      const out = { loss: r.loss, dW: f32(r.dWeight).slice() };
+      r.dHidden.dispose(); r.dWeight.dispose(); r.logprobs.dispose();
+      return out;
+    });
+    for (const r of results.slice(1)) assert.ok(scalarRel(r.loss, results[0]!.loss) < 1e-6, 'loss independent of the blocks');
+    disposeArgs(a);
+  }
+});
+
+test('linearCdpo: dWeight accumulates into a given tensor; async equals sync; N = 0; errors', async () => {
+  const H = 8, V = 33;
+  const { c, h, w, tg } = linearCase(970, [4, 2, 6], H, V, {}, { old: true, ref: false, bias: true });
+  const N = tg.length;
+  using hidden = Tensor.from(h, [N, H]);
+  using weight = Tensor.from(w, [V, H]);
+  const a = args(c);
+  const base = { ...a, hidden, weight, targets: tg, logprobs: undefined } as unknown as LinearCdpoArgs;
+  const s = linearCdpoSync(base);
+  const r = await linearCdpo(base);
+  assert.is(r.loss, s.loss, 'async loss');
+  assert.equal(f32(r.dWeight), f32(s.dWeight), 'async dWeight');
+  assert.equal(f32(r.dHidden), f32(s.dHidden), 'async dHidden');
+  // accumulation: start from ones, add the gradient twice
+  using acc = Tensor.from(new Float32Array(V * H).fill(1), [V, H]);
+  const r1 = linearCdpoSync({ ...base, dWeight: acc });
+  assert.is(r1.dWeight, acc, 'the given tensor is returned');
+  await linearCdpo({ ...base, dWeight: acc });
+  const want = Float64Array.from(f32(s.dWeight), (g) => 1 + 2 * g);
+  assertRel(f32(acc), want, 1e-6, 'dWeight = 1 + 2 g');
+  for (const t of [s.dHidden, s.dWeight, s.logprobs, r.dHidden, r.dWeight, r.logprobs, r1.dHidden, r1.logprobs]) t.dispose();
+  // no tokens: one empty completion
+  {
+    using h0 = Tensor.zeros([0, H]);
+    const z = linearCdpoSync({ hidden: h0, weight, targets: new Int32Array(0), advantages: new Float32Array([1]), seqOffsets: new Int32Array([0, 0]) });
+    assert.is(z.loss, 0);
+    assert.equal(z.dHidden.shape, [0, H]);
+    assert.ok(f32(z.dWeight).every((v) => v === 0), 'zero dWeight');
+    z.dHidden.dispose(); z.dWeight.dispose(); z.logprobs.dispose();
+  }
+  throwsLike(() => linearCdpoSync({ ...base, targets: tg.map((t, i) => (i === 3 ? V : t)) }), RangeError, /token ids in \[0, 33\) for targets but targets\[3\] = 33/, 'target range');
+  throwsLike(() => linearCdpoSync({ ...base, targets: new Int32Array(N + 1) }), RangeError, /12 elements for targets but received 13/, 'targets length');
+  throwsLike(() => linearCdpoSync({ ...base, weight: Tensor.zeros([V, H + 1]) }), RangeError, /weight of shape \[V, 8\].*\[33, 9\]/, 'H mismatch');
+  throwsLike(() => linearCdpoSync({ ...base, hidden: Tensor.zeros([N]) }), RangeError, /2 dimensions \[N, H\] for hidden/, 'hidden ndim');
+  throwsLike(() => linearCdpoSync({ ...base, temperature: 0 }), RangeError, /\(0, .*\] for temperature but received 0/, 'temperature');
+  throwsLike(() => linearCdpoSync({ ...base, dWeight: Tensor.zeros([V, 2]) }), RangeError, /dWeight of shape \[33, 8\]/, 'dWeight shape');
+  throwsLike(() => linearCdpoSync({ ...base, seqOffsets: new Int32Array([0, 4, 6, 11]) }), RangeError, /seqOffsets\[3\] = 12/, 'offsets vs N');
+  throwsLike(() => linearCdpoSync({ ...base, weight: Tensor.zeros([V, H], 'bf16') }), TypeError, /dtype f32 for weight but received bf16/, 'weight dtype');
+  throwsLike(() => linearCdpoSync({ hidden: Tensor.zeros([0, H]), weight, targets: new Int32Array(0), advantages: new Float32Array(0), seqOffsets: new Int32Array([0]) }), RangeError, /at least one completion/, 'empty batch');
+  disposeArgs(a);
 });
 
 // ---- group advantages ----

@@ -6,6 +6,7 @@
 
 #include "../core/simd.h"
 #include "cdpo.h"
+#include "cdpo_linear.h"
 
 #if VT_X86
 #include <immintrin.h>
@@ -148,4 +149,73 @@ void cdpo_span_avx2(const CdpoSpan& sp, const CdpoConst<double>& c, double* s) {
 }  // namespace vt
 VT_AVX2_END
 
+#endif
+
+// ---- f32 row kernels of the fused LM-head pass (cdpo_linear.cc) ----
+#if VT_X86
+VT_AVX2_BEGIN
+namespace vt {
+namespace detail {
+
+// exp on 8 floats (as exp16 in cdpo_avx512.cc); 2^k built in the exponent field.
+static inline __m256 exp8f(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145751953125f), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428606765330187e-06f), r);
+  __m256 q = _mm256_set1_ps(1.0f / 720.0f);
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 120.0f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 24.0f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f / 6.0f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.5f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(q, _mm256_castsi256_ps(e));
+}
+
+static inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+
+float cdpo_row_max_avx2(const float* z, int64_t n) {
+  __m256 m = _mm256_set1_ps(-INFINITY);
+  int64_t v = 0;
+  for (; v + 8 <= n; v += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(z + v));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  float r = _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
+  for (; v < n; ++v) r = z[v] > r ? z[v] : r;
+  return r;
+}
+
+double cdpo_row_exp_sum_avx2(float* z, int64_t n, float m) {
+  const __m256 mv = _mm256_set1_ps(m);
+  double total = 0;
+  int64_t v = 0;
+  while (v + 16 <= n) {
+    const int64_t stop = n - 15 < v + 4096 ? n - 15 : v + 4096;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; v < stop; v += 16) {
+      const __m256 e0 = exp8f(_mm256_sub_ps(_mm256_loadu_ps(z + v), mv));
+      const __m256 e1 = exp8f(_mm256_sub_ps(_mm256_loadu_ps(z + v + 8), mv));
+      _mm256_storeu_ps(z + v, e0);
+      _mm256_storeu_ps(z + v + 8, e1);
+      acc0 = _mm256_add_ps(acc0, e0);
+      acc1 = _mm256_add_ps(acc1, e1);
+    }
+    total += double(hsum8(_mm256_add_ps(acc0, acc1)));
+  }
+  for (; v < n; ++v) {
+    z[v] = std::exp(z[v] - m);
+    total += z[v];
+  }
+  return total;
+}
+
+}  // namespace detail
+}  // namespace vt
+VT_AVX2_END
 #endif

@@ -9,6 +9,7 @@
 
 #include "../core/simd.h"
 #include "cdpo.h"
+#include "cdpo_linear.h"
 
 #if VT_X86
 #include <immintrin.h>
@@ -138,4 +139,67 @@ void cdpo_span_avx512(const CdpoSpan& sp, const CdpoConst<double>& c, double* s)
 }  // namespace vt
 VT_AVX512_END
 
+#endif
+
+// ---- f32 row kernels of the fused LM-head pass (cdpo_linear.cc) ----
+#if VT_X86
+VT_AVX512_BEGIN
+namespace vt {
+namespace detail {
+
+// exp on 16 floats: x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial (~1 ulp), scaled by 2^k.
+static inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 q = _mm512_set1_ps(1.0f / 720.0f);
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 120.0f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 24.0f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 6.0f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(q, k);
+}
+
+float cdpo_row_max_avx512(const float* z, int64_t n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  int64_t v = 0;
+  for (; v + 16 <= n; v += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(z + v));
+  if (v < n) m = _mm512_mask_max_ps(m, __mmask16((1u << (n - v)) - 1), m, _mm512_maskz_loadu_ps(__mmask16((1u << (n - v)) - 1), z + v));
+  return _mm512_reduce_max_ps(m);
+}
+
+double cdpo_row_exp_sum_avx512(float* z, int64_t n, float m) {
+  const __m512 mv = _mm512_set1_ps(m);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  double total = 0;
+  int64_t v = 0;
+  // f32 partial sums over 4096 values at most, then double: the row sum keeps ~1e-7 relative.
+  while (v + 32 <= n) {
+    const int64_t stop = n - 31 < v + 4096 ? n - 31 : v + 4096;
+    for (; v < stop; v += 32) {
+      const __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(z + v), mv));
+      const __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(z + v + 16), mv));
+      _mm512_storeu_ps(z + v, e0);
+      _mm512_storeu_ps(z + v + 16, e1);
+      acc0 = _mm512_add_ps(acc0, e0);
+      acc1 = _mm512_add_ps(acc1, e1);
+    }
+    total += double(_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)));
+    acc0 = acc1 = _mm512_setzero_ps();
+  }
+  for (; v < n; v += 16) {
+    const __mmask16 k = n - v >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - v)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, z + v), mv)));
+    _mm512_mask_storeu_ps(z + v, k, e);
+    total += double(_mm512_reduce_add_ps(e));
+  }
+  return total;
+}
+
+}  // namespace detail
+}  // namespace vt
+VT_AVX512_END
 #endif

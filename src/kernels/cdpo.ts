@@ -10,7 +10,18 @@ declare module '../native.js' {
     cdpoLoss(logp: TensorDesc, old: TensorDesc | null, ref: TensorDesc | null, bias: TensorDesc | null, adv: TensorDesc,
       offsets: TensorDesc, opts: NativeCdpoOptions, async: boolean): NativeCdpoResult | Promise<NativeCdpoResult>;
     groupAdvantages(rewards: TensorDesc, groupSize: number, scale: number, eps: number, async: boolean): StorageHandle | Promise<StorageHandle>;
+    linearCdpo(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, temperature: number, old: TensorDesc | null, ref: TensorDesc | null,
+      bias: TensorDesc | null, adv: TensorDesc, offsets: TensorDesc, opts: NativeCdpoOptions, async: boolean,
+      dWeight: TensorDesc | null): NativeLinearCdpoResult | Promise<NativeLinearCdpoResult>;
   }
+}
+
+/** @internal What the native fused loss returns. */
+export interface NativeLinearCdpoResult extends Omit<NativeCdpoResult, 'dlogp'> {
+  dhidden: StorageHandle;
+  /** Absent when the caller gave dWeight. */
+  dweight?: StorageHandle;
+  logp: StorageHandle;
 }
 
 /** @internal What the native functions take as options. */
@@ -25,6 +36,8 @@ export interface NativeCdpoOptions {
   seqLevel: boolean;
   maxCompletionLength?: number;
   activeTokens?: number;
+  /** linearCdpo, tests only: bytes of the logit cache of a token block. */
+  cacheBytes?: number;
 }
 
 /** @internal What the native loss returns. */
@@ -169,7 +182,7 @@ class Owned {
 }
 
 /** @internal Checks the tensors and options that follow the log-probs (N tokens on `device`). */
-export function prepareCdpoInputs(a: CdpoInputs, N: number, device: string, owned: Owned, logpName: string) {
+function prepareCdpoInputs(a: CdpoInputs, N: number, device: string, owned: Owned, logpName: string) {
   const old = owned.optVector('oldLogprobs', a.oldLogprobs);
   const ref = owned.optVector('refLogprobs', a.refLogprobs);
   const bias = owned.optVector('biasLogprobs', a.biasLogprobs);
@@ -229,7 +242,7 @@ function prepareLoss(args: CdpoLossArgs) {
 }
 
 /** @internal */
-export function metricsOf(r: Omit<NativeCdpoResult, 'dlogp'>): CdpoMetrics {
+function metricsOf(r: Omit<NativeCdpoResult, 'dlogp'>): CdpoMetrics {
   return { klRef: r.klRef, klBias: r.klBias, clipLow: r.clipLow, clipHigh: r.clipHigh, ratioMean: r.ratioMean, tokens: r.tokens };
 }
 
@@ -319,4 +332,104 @@ export function groupAdvantagesSync(rewards: Vector | Float64Array | readonly nu
   }
 }
 
-export { Owned as _Owned };
+// ---- fused with the LM head ----
+
+export interface LinearCdpoArgs extends CdpoInputs {
+  /** [N, H] f32: the final hidden states at the positions that predict the sampled tokens. */
+  hidden: Tensor;
+  /** [V, H] f32: the LM head (logits = hidden @ weight^T / temperature). */
+  weight: Tensor;
+  /** [N] sampled token ids in [0, V): an Int32Array or an i32 Tensor. */
+  targets: Offsets;
+  /** Sampling temperature the log-probs are taken at (default 1). */
+  temperature?: number;
+  /**
+   * Accumulate the weight gradient into this contiguous f32 [V, H] CPU tensor (dWeight += dL/dW)
+   * instead of allocating one (gradient accumulation over micro-batches; no 4 V H bytes of fresh
+   * memory per call). It is returned as the result's dWeight.
+   */
+  dWeight?: Tensor;
+}
+
+export interface LinearCdpoResult {
+  loss: number;
+  /** [N, H] dLoss/dHidden. */
+  dHidden: Tensor;
+  /** [V, H] dLoss/dWeight (the given dWeight, accumulated into, when one was given). */
+  dWeight: Tensor;
+  /** [N] the policy log-probs of the sampled tokens (log_softmax(hidden @ weight^T / temperature)[targets]). */
+  logprobs: Tensor;
+  metrics: CdpoMetrics;
+}
+
+function prepareLinear(args: LinearCdpoArgs) {
+  const a = checkOptions('args', args);
+  const owned = new Owned();
+  try {
+    const hidden = expectTensor('hidden', a.hidden, { dtypes: ['f32'], ndim: 2, layout: '[N, H]' });
+    const weight = expectTensor('weight', a.weight, { dtypes: ['f32'], ndim: 2, layout: '[V, H]' });
+    const [N, H] = hidden.shape as [number, number];
+    const [V, Hw] = weight.shape as [number, number];
+    if (H !== Hw) throw new RangeError(`Expected weight of shape [V, ${H}] (H of hidden) but received [${weight.shape.join(', ')}]`);
+    if (V < 1) throw new RangeError(`Expected a vocabulary of at least 1 for weight but received shape [${weight.shape.join(', ')}]`);
+    if (weight.device !== hidden.device) throw new TypeError(`Expected weight on ${hidden.device} (the device of hidden) but received one on ${weight.device}`);
+    const h = hidden.isContiguous ? hidden : owned.list[owned.list.push(hidden.contiguous()) - 1]!;
+    const w = weight.isContiguous ? weight : owned.list[owned.list.push(weight.contiguous()) - 1]!;
+    const { tensor: targets, owned: tOwned } = indexTensor('targets', a.targets, N);
+    if (tOwned) owned.list.push(targets);
+    const td = targets.data as Int32Array;
+    for (let i = 0; i < N; i++) {
+      if (!(td[i]! >= 0 && td[i]! < V)) throw new RangeError(`Expected token ids in [0, ${V}) for targets but targets[${i}] = ${td[i]}`);
+    }
+    const temperature = a.temperature === undefined ? 1 : checkNumber('temperature', a.temperature, 0, Number.MAX_VALUE, { exclusiveMin: true });
+    let dWeight: Tensor | undefined;
+    if (a.dWeight !== undefined) {
+      dWeight = expectTensor('dWeight', a.dWeight, { dtypes: ['f32'], ndim: 2, layout: '[V, H]' });
+      if (dWeight.shape[0] !== V || dWeight.shape[1] !== H) throw new RangeError(`Expected dWeight of shape [${V}, ${H}] but received [${dWeight.shape.join(', ')}]`);
+      if (!dWeight.isContiguous) throw new TypeError('Expected a contiguous tensor for dWeight but received a strided view');
+      if (dWeight.device !== 'cpu') throw new TypeError(`Expected a CPU tensor for dWeight but received one on ${dWeight.device}`);
+    }
+    const p = prepareCdpoInputs(a, N, hidden.device, owned, 'hidden');
+    const cacheBytes = (a as { _cacheBytes?: unknown })._cacheBytes;  // tests: force small token blocks
+    if (cacheBytes !== undefined) p.opts.cacheBytes = checkInteger('_cacheBytes', cacheBytes, 1);
+    const call = (async: boolean) => native.linearCdpo(h._desc('hidden'), w._desc('weight'), targets._desc('targets'), temperature,
+      p.old?._desc('oldLogprobs') ?? null, p.ref?._desc('refLogprobs') ?? null, p.bias?._desc('biasLogprobs') ?? null,
+      p.adv._desc('advantages'), p.off._desc('seqOffsets'), p.opts, async, dWeight?._desc('dWeight') ?? null);
+    return { call, owned, N, H, V, dWeight };
+  } catch (e) {
+    owned.dispose();
+    throw e;
+  }
+}
+
+function finishLinear(r: NativeLinearCdpoResult, N: number, H: number, V: number, dWeight: Tensor | undefined): LinearCdpoResult {
+  return {
+    loss: r.loss, dHidden: Tensor._wrap(r.dhidden, 'f32', [N, H]), dWeight: dWeight ?? Tensor._wrap(r.dweight!, 'f32', [V, H]),
+    logprobs: Tensor._wrap(r.logp, 'f32', [N]), metrics: metricsOf(r),
+  };
+}
+
+/**
+ * The CDPO loss (cdpoLoss's options) of log-probs that come from an LM head, fused with it: one
+ * chunked pass over the weight computes the log-probs, the loss, its gradient and the LM-head
+ * backward (dHidden, dWeight), without materialising [N, V] logits. Equals
+ * linearLogprobs + cdpoLoss + linearLogprobsBackward to rounding.
+ */
+export async function linearCdpo(args: LinearCdpoArgs): Promise<LinearCdpoResult> {
+  const { call, owned, N, H, V, dWeight } = prepareLinear(args);
+  try {
+    return finishLinear(await (call(true) as Promise<NativeLinearCdpoResult>), N, H, V, dWeight);
+  } finally {
+    owned.dispose();
+  }
+}
+
+/** The synchronous form of linearCdpo(). */
+export function linearCdpoSync(args: LinearCdpoArgs): LinearCdpoResult {
+  const { call, owned, N, H, V, dWeight } = prepareLinear(args);
+  try {
+    return finishLinear(call(false) as NativeLinearCdpoResult, N, H, V, dWeight);
+  } finally {
+    owned.dispose();
+  }
+}
