@@ -100,8 +100,8 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
     q.logp = logp;
     return cdpo_loss_cpu(none.data(), q);
   }
-  // Logit cache of one token block: 48 MiB by default keeps the call under 64 MiB of workspace at
-  // V = 151936 (82 tokens a block) while each pass over the weight serves tens of tokens.
+  // Logit cache of one token block: 56 MiB by default keeps the call under 64 MiB of workspace at
+  // V = 151936 (96 tokens a block) while each pass over the weight serves ~100 tokens.
   const int64_t cap = std::max<int64_t>(1, std::min<int64_t>(N, p.cache_bytes / (V * int64_t(sizeof(float)))));
   // Token blocks. Sequence level needs whole completions in a block: pack completions greedily;
   // a completion longer than a block falls back to a forward-only first pass (two-pass mode).
@@ -115,8 +115,9 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
     }
   }
   if (!lp.seq_level || two_pass) {
-    // Equal blocks: a short last block would cost a whole pass over the weight for a few tokens.
-    const int64_t nblocks = (N + cap - 1) / cap, size = (N + nblocks - 1) / nblocks;
+    // Blocks of a multiple of 32 tokens: OpenBLAS's SkylakeX sgemm runs 20% faster at M = 96 than
+    // at M = 86 (N 256, H 896, V 151936: blocks 96+96+64 take 0.94 s, 86+86+84 take 1.17 s).
+    const int64_t size = cap >= 32 ? cap / 32 * 32 : cap;
     starts.assign(1, 0);
     for (int64_t b = size; b < N; b += size) starts.push_back(b);
   }

@@ -40,7 +40,7 @@ struct LinearCdpoParams {
   int64_t H = 0, V = 0;
   float temperature = 1.0f;
   bool accumulate = false;          // d_weight += (else =)
-  int64_t cache_bytes = int64_t(48) << 20;  // logit cache of a token block (tests make it small to cover the block logic)
+  int64_t cache_bytes = int64_t(56) << 20;  // logit cache of a token block (tests make it small to cover the block logic)
   CdpoParams loss;                  // N, B and the loss inputs; loss.logp is not read
 };
 
