@@ -2,9 +2,35 @@
 // loop in the same process; linearCdpo (the loss fused with the LM head) at N 256, H 896,
 // V 151936 against the unfused sequence linearLogprobs + cdpoLoss + linearLogprobsBackward, with
 // the peak extra native memory of each (memoryStats().peakBytes after resetPeakMemory()).
-import { cdpoLossSync } from '../src/kernels/cdpo.js';
+import { existsSync } from 'node:fs';
+
+import { memoryStats, resetPeakMemory } from '../src/backend.js';
+import { cdpoLossSync, linearCdpoSync, type CdpoInputs } from '../src/kernels/cdpo.js';
+import { matmulSync } from '../src/kernels/matmul.js';
 import { Tensor } from '../src/tensor.js';
 import { compare, record, time, type Ctx } from './util.js';
+
+/** The log-prob family's fused LM head (issue 4), when it is in the tree: the unfused sequence uses it. */
+interface LogprobsModule {
+  linearLogprobsSync(hidden: Tensor, weight: Tensor, targets: Int32Array, opts?: { temperature?: number }): { logprobs: Tensor; lse: Tensor };
+  linearLogprobsBackwardSync(hidden: Tensor, weight: Tensor, targets: Int32Array, lse: Tensor, dLogprobs: Tensor,
+    opts?: { temperature?: number; dWeight?: Tensor }): { dHidden: Tensor; dWeight: Tensor };
+}
+async function loadLogprobs(): Promise<LogprobsModule | null> {
+  if (!existsSync(new URL('../src/kernels/logprobs.ts', import.meta.url))) return null;
+  const m = await import('../src/kernels/logprobs.js' as string) as Partial<LogprobsModule>;
+  return m.linearLogprobsSync && m.linearLogprobsBackwardSync ? m as LogprobsModule : null;
+}
+
+/** Peak native memory above what was live before fn, less `keep` bytes of results; fn's results are disposed. */
+function extraBytes(fn: () => Tensor[], keep: number): number {
+  const base = memoryStats().liveBytes;
+  resetPeakMemory();
+  const out = fn();
+  const peak = memoryStats().peakBytes;
+  for (const t of out) t.dispose();
+  return peak - base - keep;
+}
 
 /** The naive baseline: token-level grpo loss with k3 terms, one JS loop in float64. */
 function naiveLoss(lp: Float32Array, old: Float32Array, ref: Float32Array, bias: Float32Array, adv: Float32Array, off: Int32Array,
@@ -39,10 +65,11 @@ export async function run(ctx: Ctx): Promise<void> {
     const adv = Tensor.randn([B], { seed: 5 });
     const off = new Int32Array(B + 1).map((_, i) => i * L);
     const offT = Tensor.from(off);  // an i32 Tensor: no per-call copy of the offsets
+    const out = Tensor.empty([N]);  // and no per-call gradient allocation (as in a training loop)
     const bytes = N * 4 * 5;  // four f32 inputs and the gradient per token
     for (const is of ['token', 'sequence'] as const) {
       const ms = await time(`cdpoLoss ${is} ${kase}`, () => cdpoLossSync({ logprobs: lp, oldLogprobs: old, refLogprobs: ref, biasLogprobs: bias,
-        advantages: adv, seqOffsets: offT, betaRef: 0.01, importanceSampling: is }).dLogprobs.dispose(), ctx);
+        advantages: adv, seqOffsets: offT, betaRef: 0.01, importanceSampling: is, out }), ctx);
       record(ctx, { suite: 'cdpo', case: kase, impl: `cdpoLoss ${is}`, ms, bytes, note: `${(N / ms / 1e3).toFixed(1)} Mtokens/s, double math` });
     }
     const d = new Float32Array(N), a = [lp.toArray(), old.toArray(), ref.toArray(), bias.toArray()] as Float32Array[];
@@ -50,6 +77,70 @@ export async function run(ctx: Ctx): Promise<void> {
     const ms = await time(`naive JS cdpo ${kase}`, () => naiveLoss(a[0]!, a[1]!, a[2]!, a[3]!, advA, off, d), ctx);
     record(ctx, { suite: 'cdpo', case: kase, impl: 'naive', ms, bytes, note: `${(N / ms / 1e3).toFixed(1)} Mtokens/s, JS float64 loop` });
     compare(ctx, 'cdpo', kase, 'naive', null);
-    for (const t of [lp, old, ref, bias, adv, offT]) t.dispose();
+    for (const t of [lp, old, ref, bias, adv, offT, out]) t.dispose();
+  }
+
+  // ---- fused with the LM head: N 256, H 896, V 151936 (a Qwen2.5-0.5B head) ----
+  {
+    const N = 256, H = 896, V = 151936, B = 8, L = N / B;
+    const kase = `N ${N} H ${H} V ${V}`;
+    const flops = 6 * N * H * V;  // forward logits, dHidden, dWeight
+    const hidden = Tensor.randn([N, H], { seed: 11, std: 0.5 }), weight = Tensor.randn([V, H], { seed: 12, std: 0.02 });
+    const targets = new Int32Array(N).map((_, i) => (i * 7919 + 13) % V);
+    const old = Tensor.randn([N], { seed: 13, std: 0.1 });
+    (old.data as Float32Array).forEach((v, i, a) => { a[i] = v - 12; });  // near the policy's log-probs of random logits
+    const inputs: CdpoInputs = { oldLogprobs: old, advantages: Tensor.randn([B], { seed: 14 }), seqOffsets: new Int32Array(B + 1).map((_, i) => i * L) };
+    // a training loop accumulates into one gradient buffer: no 544 MB of fresh pages per call (both sides)
+    const dWeight = Tensor.zeros([V, H]);
+    const keep = (N * H + N) * 4;  // the results that are not dWeight: dHidden, logprobs
+    const fused = () => { const r = linearCdpoSync({ hidden, weight, targets, dWeight, ...inputs }); return [r.dHidden, r.logprobs]; };
+    const opts = { minIters: 2 };
+    const slow = { ...ctx, timeMs: Math.min(ctx.timeMs, ctx.quick ? 2000 : 6000) };
+    let ms = await time(`linearCdpo ${kase}`, fused, slow, opts);
+    record(ctx, { suite: 'cdpo', case: kase, impl: 'linearCdpo', ms, flops, extraBytes: extraBytes(fused, keep),
+      note: `fused: token blocks of 96 with their logits cached; ${(N / ms * 1e3).toFixed(0)} tokens/s` });
+    const lp = await loadLogprobs();
+    if (lp) {
+      const unfused = () => {
+        const f = lp.linearLogprobsSync(hidden, weight, targets);
+        const l = cdpoLossSync({ logprobs: f.logprobs, ...inputs });
+        const b = lp.linearLogprobsBackwardSync(hidden, weight, targets, f.lse, l.dLogprobs, { dWeight });
+        return [f.logprobs, f.lse, l.dLogprobs, b.dHidden];
+      };
+      ms = await time(`unfused ${kase}`, unfused, slow, opts);
+      record(ctx, { suite: 'cdpo', case: kase, impl: 'unfused', ms, flops, extraBytes: extraBytes(unfused, keep + N * 8),
+        note: 'linearLogprobs + cdpoLoss + linearLogprobsBackward' });
+    } else {
+      record(ctx, { suite: 'cdpo', case: kase, impl: 'unfused', ms: NaN, note: 'skipped: linearLogprobs (src/kernels/logprobs.ts) not in this tree' });
+    }
+    // naive: full [N, V] logits (156 MB) by matmul, log-softmax and its backward in JS, two more matmuls
+    const naive = () => {
+      const z = matmulSync(hidden, weight, { transB: true });
+      const zd = z.data as Float32Array, logp = new Float32Array(N), inv = new Float64Array(N);
+      for (let n = 0; n < N; n++) {
+        let m = -Infinity, s = 0;
+        for (let v = n * V; v < (n + 1) * V; v++) m = Math.max(m, zd[v]!);
+        for (let v = n * V; v < (n + 1) * V; v++) { const e = Math.exp(zd[v]! - m); zd[v] = e; s += e; }
+        logp[n] = Math.log(zd[n * V + targets[n]!]!) - Math.log(s);
+        inv[n] = 1 / s;
+      }
+      const l = cdpoLossSync({ logprobs: logp, ...inputs });
+      const g = l.dLogprobs.data as Float32Array;
+      for (let n = 0; n < N; n++) {
+        for (let v = n * V; v < (n + 1) * V; v++) zd[v] = -g[n]! * zd[v]! * inv[n]!;
+        zd[n * V + targets[n]!] += g[n]!;
+      }
+      const dH = matmulSync(z, weight), dW = matmulSync(z, hidden, { transA: true, out: dWeight });
+      void dW;
+      return [z, dH, l.dLogprobs];
+    };
+    ms = await time(`naive ${kase}`, naive, { ...slow, timeMs: Math.min(slow.timeMs, 3000) }, opts);
+    record(ctx, { suite: 'cdpo', case: kase, impl: 'naive', ms, flops, extraBytes: extraBytes(naive, N * H * 4),
+      note: 'matmul logits [N, V] + JS log-softmax/backward + 2 matmuls' });
+    compare(ctx, 'cdpo', kase, 'naive', null);
+    const rows = ctx.rows.filter((r) => r.suite === 'cdpo' && r.case === kase);
+    const f = rows.find((r) => r.impl === 'linearCdpo')!, u = rows.find((r) => r.impl === 'unfused');
+    if (u && Number.isFinite(u.ms)) f.note += `; ${(u.ms / f.ms).toFixed(2)}x the unfused sequence`;
+    for (const t of [hidden, weight, old, inputs.advantages as Tensor, dWeight]) t.dispose();
   }
 }

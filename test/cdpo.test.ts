@@ -278,6 +278,12 @@ test('the Promise form equals the sync form; Float32Array inputs and strided vie
   using offs = Tensor.from(c.off);
   const s = cdpoLossSync({ logprobs: w.slice(0, 0, wide.length, 2), oldLogprobs: c.old, refLogprobs: c.ref, biasLogprobs: c.bias, advantages: c.adv, seqOffsets: offs, betaRef: 0.05 });
   assert.is(s.loss, r.loss);
+  // out: the gradient written into a given tensor
+  using out = Tensor.zeros([c.lp.length]);
+  const o = cdpoLossSync({ ...c.opts, logprobs: c.lp, oldLogprobs: c.old, refLogprobs: c.ref, biasLogprobs: c.bias, advantages: c.adv, seqOffsets: c.off, betaRef: 0.05, out });
+  assert.is(o.dLogprobs, out);
+  assert.equal(f32(out), f32(s.dLogprobs));
+  throwsLike(() => cdpoLossSync({ logprobs: c.lp, advantages: c.adv, seqOffsets: c.off, out: Tensor.zeros([2]) }), RangeError, /out of shape \[13\]/, 'out shape');
   s.dLogprobs.dispose();
 });
 

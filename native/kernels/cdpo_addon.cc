@@ -1,6 +1,6 @@
 // N-API boundary of the CDPO family: argument checks and jobs only, the math is in cdpo_*.
-//   cdpoLoss(logp, old|null, ref|null, bias|null, adv, offsets, opts, async)
-//     -> { loss, dlogp: Storage, klRef, klBias, clipLow, clipHigh, ratioMean, tokens }
+//   cdpoLoss(logp, old|null, ref|null, bias|null, adv, offsets, opts, async, out|null)
+//     -> { loss, dlogp: Storage (absent when out was given), klRef, klBias, clipLow, clipHigh, ratioMean, tokens }
 //   groupAdvantages(rewards, groupSize, scale, eps, async) -> Storage (f32 [B])
 // The TS layer (src/kernels/cdpo.ts) validates first with the public names; these checks repeat
 // the ones that guard memory safety.
@@ -132,19 +132,31 @@ Napi::Value CdpoLoss(const Napi::CallbackInfo& info) {
   auto args = std::make_shared<CdpoArgs>(cdpo_args(info, 1, N, device, "logprobs"));
   args->p.logp = logp.ptr<float>();
   bool async = opt_bool(info[7], false);
-  StoragePtr out = storage_alloc(size_t(std::max<int64_t>(N, 1)) * sizeof(float), device);
+  // out (info[8]): a caller's [N] f32 tensor for the gradient, else a new one
+  StoragePtr out;
+  float* d = nullptr;
+  const bool given_out = !info[8].IsNull() && !info[8].IsUndefined();
+  if (given_out) {
+    TensorArg o = vec_arg(info[8], "out", DType::F32);
+    if (o.shape[0] != N) throw_range("Expected out of shape [" + std::to_string(N) + "] but received " + o.shape_str());
+    if (o.storage->device != device) throw_type("Expected out on the device of logprobs");
+    out = o.storage;
+    d = o.ptr<float>();
+  } else {
+    out = storage_alloc(size_t(std::max<int64_t>(N, 1)) * sizeof(float), device);
+    d = static_cast<float*>(out->data);
+  }
   auto res = std::make_shared<CdpoResult>();
   auto keep = logp.storage;
   return run_job(
       info.Env(), async,
       [=] {
         (void)keep;
-        float* d = static_cast<float*>(out->data);
         *res = device >= 0 ? cdpo_loss_cuda(d, args->p, device) : cdpo_loss_cpu(d, args->p);
       },
       [=](Napi::Env env) -> Napi::Value {
         Napi::Object o = cdpo_result_object(env, *res, bool(args->ref), bool(args->bias));
-        o.Set("dlogp", wrap_storage(env, out));
+        if (!given_out) o.Set("dlogp", wrap_storage(env, out));
         return o;
       });
 }

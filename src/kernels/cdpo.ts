@@ -8,7 +8,7 @@ import { expectTensor, indexTensor, Tensor } from '../tensor.js';
 declare module '../native.js' {
   interface Binding {
     cdpoLoss(logp: TensorDesc, old: TensorDesc | null, ref: TensorDesc | null, bias: TensorDesc | null, adv: TensorDesc,
-      offsets: TensorDesc, opts: NativeCdpoOptions, async: boolean): NativeCdpoResult | Promise<NativeCdpoResult>;
+      offsets: TensorDesc, opts: NativeCdpoOptions, async: boolean, out: TensorDesc | null): NativeCdpoResult | Promise<NativeCdpoResult>;
     groupAdvantages(rewards: TensorDesc, groupSize: number, scale: number, eps: number, async: boolean): StorageHandle | Promise<StorageHandle>;
     linearCdpo(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, temperature: number, old: TensorDesc | null, ref: TensorDesc | null,
       bias: TensorDesc | null, adv: TensorDesc, offsets: TensorDesc, opts: NativeCdpoOptions, async: boolean,
@@ -43,7 +43,8 @@ export interface NativeCdpoOptions {
 /** @internal What the native loss returns. */
 export interface NativeCdpoResult {
   loss: number;
-  dlogp: StorageHandle;
+  /** Absent when the caller gave out. */
+  dlogp?: StorageHandle;
   klRef: number | null;
   klBias: number | null;
   clipLow: number;
@@ -126,6 +127,8 @@ export interface CdpoInputs extends CdpoOptions {
 export interface CdpoLossArgs extends CdpoInputs {
   /** [N] log-probs of the sampled tokens under the policy, all completions packed. */
   logprobs: Vector;
+  /** Write the gradient into this contiguous f32 [N] tensor (on the device of logprobs) instead of a new one; returned as dLogprobs. */
+  out?: Tensor;
 }
 
 export interface CdpoMetrics {
@@ -232,9 +235,16 @@ function prepareLoss(args: CdpoLossArgs) {
     const logp = owned.vector('logprobs', a.logprobs);
     const N = logp.numel;
     const p = prepareCdpoInputs(a, N, logp.device, owned, 'logprobs');
+    let out: Tensor | undefined;
+    if (a.out !== undefined) {
+      out = expectTensor('out', a.out, { dtypes: ['f32'], ndim: 1, layout: '[N]' });
+      if (out.numel !== N) throw new RangeError(`Expected out of shape [${N}] but received [${out.shape.join(', ')}]`);
+      if (!out.isContiguous) throw new TypeError('Expected a contiguous tensor for out but received a strided view');
+      if (out.device !== logp.device) throw new TypeError(`Expected out on ${logp.device} (the device of logprobs) but received one on ${out.device}`);
+    }
     const call = (async: boolean) => native.cdpoLoss(logp._desc('logprobs'), p.old?._desc('oldLogprobs') ?? null, p.ref?._desc('refLogprobs') ?? null,
-      p.bias?._desc('biasLogprobs') ?? null, p.adv._desc('advantages'), p.off._desc('seqOffsets'), p.opts, async);
-    return { call, owned, N };
+      p.bias?._desc('biasLogprobs') ?? null, p.adv._desc('advantages'), p.off._desc('seqOffsets'), p.opts, async, out?._desc('out') ?? null);
+    return { call, owned, N, out };
   } catch (e) {
     owned.dispose();
     throw e;
@@ -246,8 +256,8 @@ function metricsOf(r: Omit<NativeCdpoResult, 'dlogp'>): CdpoMetrics {
   return { klRef: r.klRef, klBias: r.klBias, clipLow: r.clipLow, clipHigh: r.clipHigh, ratioMean: r.ratioMean, tokens: r.tokens };
 }
 
-function finishLoss(r: NativeCdpoResult, N: number): CdpoLossResult {
-  return { loss: r.loss, dLogprobs: Tensor._wrap(r.dlogp, 'f32', [N]), metrics: metricsOf(r) };
+function finishLoss(r: NativeCdpoResult, N: number, out: Tensor | undefined): CdpoLossResult {
+  return { loss: r.loss, dLogprobs: out ?? Tensor._wrap(r.dlogp!, 'f32', [N]), metrics: metricsOf(r) };
 }
 
 /**
@@ -260,9 +270,9 @@ function finishLoss(r: NativeCdpoResult, N: number): CdpoLossResult {
  * split the gradient). Everything is computed in double; the gradient is returned in f32.
  */
 export async function cdpoLoss(args: CdpoLossArgs): Promise<CdpoLossResult> {
-  const { call, owned, N } = prepareLoss(args);
+  const { call, owned, N, out } = prepareLoss(args);
   try {
-    return finishLoss(await (call(true) as Promise<NativeCdpoResult>), N);
+    return finishLoss(await (call(true) as Promise<NativeCdpoResult>), N, out);
   } finally {
     owned.dispose();
   }
@@ -270,9 +280,9 @@ export async function cdpoLoss(args: CdpoLossArgs): Promise<CdpoLossResult> {
 
 /** The synchronous form of cdpoLoss(). */
 export function cdpoLossSync(args: CdpoLossArgs): CdpoLossResult {
-  const { call, owned, N } = prepareLoss(args);
+  const { call, owned, N, out } = prepareLoss(args);
   try {
-    return finishLoss(call(false) as NativeCdpoResult, N);
+    return finishLoss(call(false) as NativeCdpoResult, N, out);
   } finally {
     owned.dispose();
   }
