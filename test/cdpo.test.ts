@@ -470,6 +470,37 @@ test('linearCdpo: dWeight accumulates into a given tensor; async equals sync; N 
   disposeArgs(a);
 });
 
+test('CUDA: cdpoLoss and linearCdpo on a device equal the CPU results (runs only where a GPU exists)', () => {
+  if (backend().cuda.devices.length === 0) { console.log('  (no CUDA device: skipped)'); return; }
+  const toCuda = (a: Float32Array, shape?: number[]) => { using t = Tensor.from(a, shape); return t.to('cuda'); };
+  for (const importanceSampling of LEVELS) for (const lossType of LOSS_TYPES) {
+    const c = makeCase(990, [5, 1, 9, 0, 3, 700], { importanceSampling, lossType, betaRef: 0.05, delta: 1.3 }, { old: true, ref: true, bias: true });
+    const want = reference(c);
+    const dev = { logprobs: toCuda(c.lp), oldLogprobs: toCuda(c.old!), refLogprobs: toCuda(c.ref!), biasLogprobs: toCuda(c.bias!), advantages: toCuda(c.adv), seqOffsets: c.off, ...c.opts };
+    const r = cdpoLossSync(dev);
+    assert.is(r.dLogprobs.device, 'cuda');
+    assert.ok(scalarRel(r.loss, want.loss) < 1e-6, `cuda loss ${r.loss} vs ${want.loss}`);
+    using g = r.dLogprobs.to('cpu');
+    assertRel(f32(g), want.grad, 1e-5, `cuda gradient ${importanceSampling} ${lossType}`);
+    r.dLogprobs.dispose();
+    for (const t of [dev.logprobs, dev.oldLogprobs, dev.refLogprobs, dev.biasLogprobs, dev.advantages]) t.dispose();
+  }
+  const H = 24, V = 97;
+  for (const cacheTokens of [undefined, 5]) {
+    const { c, h, w, tg } = linearCase(995, [5, 1, 9, 0, 3], H, V, { betaRef: 0.05 }, { old: true, ref: true, bias: true });
+    const want = linearReference(c, h, w, tg, H, V, 1);
+    const N = tg.length;
+    const r = linearCdpoSync({ hidden: toCuda(h, [N, H]), weight: toCuda(w, [V, H]), targets: tg, oldLogprobs: toCuda(c.old!), refLogprobs: toCuda(c.ref!),
+      biasLogprobs: toCuda(c.bias!), advantages: toCuda(c.adv), seqOffsets: c.off, ...c.opts, ...(cacheTokens ? { _cacheBytes: cacheTokens * V * 4 } : {}) } as LinearCdpoArgs);
+    using dh = r.dHidden.to('cpu');
+    using dw = r.dWeight.to('cpu');
+    assert.ok(scalarRel(r.loss, want.loss) < 1e-5, `cuda linear loss ${r.loss} vs ${want.loss}`);
+    assertRel(f32(dh), want.dH, 1e-5, 'cuda dHidden');
+    assertRel(f32(dw), want.dW, 1e-5, 'cuda dWeight');
+    r.dHidden.dispose(); r.dWeight.dispose(); r.logprobs.dispose();
+  }
+});
+
 // ---- group advantages ----
 
 function advRef(r: ArrayLike<number>, G: number, scale: 'group' | 'batch' | 'none', eps: number): Float64Array {

@@ -46,6 +46,9 @@ struct LinearCdpoParams {
 
 // Writes d_hidden (N, H), d_weight (V, H), logp (N); returns the loss and metrics.
 CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const LinearCdpoParams& p);
+// The same on CUDA device `device`: hidden, weight, the outputs and the loss inputs on the device;
+// targets and offsets on the host. Throws "CUDA not compiled in" in builds without CUDA.
+CdpoResult linear_cdpo_cuda(float* d_hidden, float* d_weight, float* logp, const LinearCdpoParams& p, int device);
 
 }  // namespace vt
 

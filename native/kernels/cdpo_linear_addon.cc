@@ -25,9 +25,9 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
   require_contiguous(hidden);
   require_contiguous(weight);
   require_contiguous(targets);
-  require_cpu(hidden);
-  require_cpu(weight);
   require_cpu(targets);
+  const int device = hidden.storage->device;
+  if (weight.storage->device != device) throw_type("Expected weight on the device of hidden");
   const int64_t N = hidden.shape[0], H = hidden.shape[1], V = weight.shape[0];
   if (weight.shape[1] != H)
     throw_range("Expected weight of shape [V, " + std::to_string(H) + "] (H of hidden) but received " + weight.shape_str());
@@ -40,7 +40,7 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
       throw_range("Expected token ids in [0, " + std::to_string(V) + ") for targets but targets[" + std::to_string(i) + "] = " + std::to_string(tg[i]));
   const double temp = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : NAN;
   if (!(temp > 0 && std::isfinite(temp))) throw_range("Expected a finite number > 0 for temperature");
-  auto args = std::make_shared<CdpoArgs>(cdpo_args(info, 4, N, -1, "hidden"));
+  auto args = std::make_shared<CdpoArgs>(cdpo_args(info, 4, N, device, "hidden"));
   const bool async = opt_bool(info[10], false);
   auto lp = std::make_shared<LinearCdpoParams>();
   lp->hidden = hidden.ptr<float>();
@@ -50,10 +50,12 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
   lp->V = V;
   lp->temperature = float(temp);
   lp->loss = args->p;
-  // development knob (tests): a small logit cache forces many token blocks
+  // A GPU caches the logits of many more tokens (1 GiB); cacheBytes, a development knob of the
+  // tests, makes the cache small to cover the block logic.
+  if (device >= 0) lp->cache_bytes = int64_t(1) << 30;
   Napi::Value cb = info[9].As<Napi::Object>().Get("cacheBytes");
   if (cb.IsNumber() && cb.As<Napi::Number>().DoubleValue() >= 1) lp->cache_bytes = int64_t(cb.As<Napi::Number>().DoubleValue());
-  StoragePtr dh = storage_alloc(size_t(std::max<int64_t>(N * H, 1)) * sizeof(float));
+  StoragePtr dh = storage_alloc(size_t(std::max<int64_t>(N * H, 1)) * sizeof(float), device);
   StoragePtr dw;
   float* dw_ptr = nullptr;
   const bool given_dw = !info[11].IsNull() && !info[11].IsUndefined();
@@ -61,24 +63,26 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
     TensorArg g = tensor_arg(info[11], "dWeight");
     require_dtype(g, {DType::F32});
     require_contiguous(g);
-    require_cpu(g);
+    if (g.storage->device != device) throw_type("Expected dWeight on the device of hidden");
     if (g.ndim() != 2 || g.shape[0] != V || g.shape[1] != H)
       throw_range("Expected dWeight of shape [" + std::to_string(V) + ", " + std::to_string(H) + "] but received " + g.shape_str());
     dw = g.storage;
     dw_ptr = g.ptr<float>();
     lp->accumulate = true;
   } else {
-    dw = storage_alloc(size_t(V * H) * sizeof(float));
+    dw = storage_alloc(size_t(V * H) * sizeof(float), device);
     dw_ptr = static_cast<float*>(dw->data);
   }
-  StoragePtr logp = storage_alloc(size_t(std::max<int64_t>(N, 1)) * sizeof(float));
+  StoragePtr logp = storage_alloc(size_t(std::max<int64_t>(N, 1)) * sizeof(float), device);
   auto res = std::make_shared<CdpoResult>();
   auto keep = std::make_tuple(hidden.storage, weight.storage, targets.storage);
   return run_job(
       info.Env(), async,
       [=] {
         (void)keep;
-        *res = linear_cdpo_cpu(static_cast<float*>(dh->data), dw_ptr, static_cast<float*>(logp->data), *lp);
+        float* pdh = static_cast<float*>(dh->data);
+        float* plp = static_cast<float*>(logp->data);
+        *res = device >= 0 ? linear_cdpo_cuda(pdh, dw_ptr, plp, *lp, device) : linear_cdpo_cpu(pdh, dw_ptr, plp, *lp);
       },
       [=](Napi::Env env) -> Napi::Value {
         Napi::Object o = cdpo_result_object(env, *res, bool(args->ref), bool(args->bias));

@@ -354,7 +354,7 @@ export interface LinearCdpoArgs extends CdpoInputs {
   /** Sampling temperature the log-probs are taken at (default 1). */
   temperature?: number;
   /**
-   * Accumulate the weight gradient into this contiguous f32 [V, H] CPU tensor (dWeight += dL/dW)
+   * Accumulate the weight gradient into this contiguous f32 [V, H] tensor on the device of hidden (dWeight += dL/dW)
    * instead of allocating one (gradient accumulation over micro-batches; no 4 V H bytes of fresh
    * memory per call). It is returned as the result's dWeight.
    */
@@ -397,7 +397,7 @@ function prepareLinear(args: LinearCdpoArgs) {
       dWeight = expectTensor('dWeight', a.dWeight, { dtypes: ['f32'], ndim: 2, layout: '[V, H]' });
       if (dWeight.shape[0] !== V || dWeight.shape[1] !== H) throw new RangeError(`Expected dWeight of shape [${V}, ${H}] but received [${dWeight.shape.join(', ')}]`);
       if (!dWeight.isContiguous) throw new TypeError('Expected a contiguous tensor for dWeight but received a strided view');
-      if (dWeight.device !== 'cpu') throw new TypeError(`Expected a CPU tensor for dWeight but received one on ${dWeight.device}`);
+      if (dWeight.device !== hidden.device) throw new TypeError(`Expected dWeight on ${hidden.device} (the device of hidden) but received one on ${dWeight.device}`);
     }
     const p = prepareCdpoInputs(a, N, hidden.device, owned, 'hidden');
     const cacheBytes = (a as { _cacheBytes?: unknown })._cacheBytes;  // tests: force small token blocks
