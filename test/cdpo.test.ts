@@ -501,6 +501,56 @@ test('CUDA: cdpoLoss and linearCdpo on a device equal the CPU results (runs only
   }
 });
 
+test('linearCdpo: PyTorch autograd through matmul + log_softmax + gather + the loss; finite differences', () => {
+  const H = 12, V = 41, T = 0.8;
+  // against autograd with delta and the default clip range; finite differences with the kinks (clip bounds,
+  // delta, KL clamp) moved away from the data
+  const kinks = { betaRef: 0.1, delta: 1.3, temperature: T }, smooth = { betaRef: 0.1, epsLow: 0.6, epsHigh: 0.9, klClamp: 30, temperature: T };
+  const cases = [kinks, smooth].flatMap((o, j) => LEVELS.map((importanceSampling, k) => linearCase(1100 + 2 * j + k, [4, 1, 7], H, V, { importanceSampling, ...o }, { old: true, ref: true, bias: true })));
+  const results = cases.map(({ c, h, w, tg }) => {
+    using hidden = Tensor.from(h, [tg.length, H]);
+    using weight = Tensor.from(w, [V, H]);
+    const a = args(c);
+    const base = { ...a, hidden, weight, targets: tg, temperature: T, logprobs: undefined } as unknown as LinearCdpoArgs;
+    const r = linearCdpoSync(base);
+    const out = { loss: r.loss, dH: f32(r.dHidden).slice(), dW: f32(r.dWeight).slice() };
+    r.dHidden.dispose(); r.dWeight.dispose(); r.logprobs.dispose();
+    if (c.opts.delta !== undefined) { disposeArgs(a); return out; }
+    // central differences on a few entries of hidden and weight (f32 inputs; loss in double)
+    const fd = (t: Tensor, i: number) => {
+      const d = f32(t), x = d[i]!, e = 1e-2;
+      d[i] = x + e; const up = d[i]!; const rp = linearCdpoSync(base);
+      d[i] = x - e; const dn = d[i]!; const rm = linearCdpoSync(base);
+      d[i] = x;
+      for (const q of [rp, rm]) { q.dHidden.dispose(); q.dWeight.dispose(); q.logprobs.dispose(); }
+      return (rp.loss - rm.loss) / (up - dn);
+    };
+    for (const i of [0, 7, 5 * H + 3, tg.length * H - 1]) {
+      const g = fd(hidden, i);
+      assert.ok(Math.abs(g - out.dH[i]!) <= 2e-3 * Math.max(...out.dH.map(Math.abs)), `FD dHidden[${i}] ${g} vs ${out.dH[i]}`);
+    }
+    for (const i of [tg[0]! * H, tg[2]! * H + 5, 3 * H + 1, V * H - 1]) {
+      const g = fd(weight, i);
+      assert.ok(Math.abs(g - out.dW[i]!) <= 2e-3 * Math.max(...out.dW.map(Math.abs)), `FD dWeight[${i}] ${g} vs ${out.dW[i]}`);
+    }
+    disposeArgs(a);
+    return out;
+  });
+  const json = JSON.stringify(cases.map(({ c, h, w, tg }) => ({ h: Array.from(h), w: Array.from(w), tg: Array.from(tg), H, T, old: Array.from(c.old!), ref: Array.from(c.ref!), bias: Array.from(c.bias!), adv: Array.from(c.adv), off: Array.from(c.off), opts: c.opts })));
+  const r = spawnSync(PY, ['-c', TORCH_SCRIPT], { input: json, encoding: 'utf8' });
+  if (r.status !== 0 || r.error) {
+    if (process.env.CI) assert.unreachable(`PyTorch (python3-torch) is required in CI: ${r.stderr || r.error}`);
+    console.warn('  SKIPPED: PyTorch reference unavailable');
+    return;
+  }
+  const torch = JSON.parse(r.stdout) as { loss: number; dh: number[]; dw: number[] }[];
+  results.forEach((got, i) => {
+    assert.ok(scalarRel(got.loss, torch[i]!.loss) < 1e-5, `torch linear ${i}: loss ${got.loss} vs ${torch[i]!.loss}`);
+    assertRel(got.dH, torch[i]!.dh, 1e-5, `torch linear ${i}: dHidden`);
+    assertRel(got.dW, torch[i]!.dw, 1e-5, `torch linear ${i}: dWeight`);
+  });
+});
+
 // ---- group advantages ----
 
 function advRef(r: ArrayLike<number>, G: number, scale: 'group' | 'batch' | 'none', eps: number): Float64Array {
@@ -547,9 +597,17 @@ const TORCH_SCRIPT = String.raw`
 import json, sys, torch
 out = []
 for c in json.load(sys.stdin):
-    lp = torch.tensor(c['lp'], dtype=torch.float64, requires_grad=True)
+    if c.get('h') is not None:  # linearCdpo: log-probs from an LM head
+        H = c['H']
+        h = torch.tensor(c['h'], dtype=torch.float64).reshape(-1, H).requires_grad_()
+        w = torch.tensor(c['w'], dtype=torch.float64).reshape(-1, H).requires_grad_()
+        logits = h @ w.t() / c['T']
+        lp = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(c['tg']).long().unsqueeze(1)).squeeze(1)
+    else:
+        h = None
+        lp = torch.tensor(c['lp'], dtype=torch.float64, requires_grad=True)
     off, adv, o = c['off'], torch.tensor(c['adv'], dtype=torch.float64), c['opts']
-    B, N = len(off) - 1, len(c['lp'])
+    B, N = len(off) - 1, lp.shape[0]
     lens = [off[i + 1] - off[i] for i in range(B)]
     seg = torch.tensor(sum([[i] * lens[i] for i in range(B)], []), dtype=torch.long)
     old = torch.tensor(c['old'], dtype=torch.float64) if c.get('old') is not None else lp.detach()
@@ -584,7 +642,10 @@ for c in json.load(sys.stdin):
     else:
         loss = loss_t.sum() / o.get('activeTokens', max(N, 1))
     loss.backward()
-    out.append({'loss': loss.item(), 'grad': lp.grad.tolist()})
+    if h is not None:
+        out.append({'loss': loss.item(), 'dh': h.grad.flatten().tolist(), 'dw': w.grad.flatten().tolist()})
+    else:
+        out.append({'loss': loss.item(), 'grad': lp.grad.tolist()})
 print(json.dumps(out))
 `;
 
