@@ -437,6 +437,7 @@ test('linearCdpo: dWeight accumulates into a given tensor; async equals sync; N 
   const a = args(c);
   const base = { ...a, hidden, weight, targets: tg, logprobs: undefined } as unknown as LinearCdpoArgs;
   const s = linearCdpoSync(base);
+  const sW = f32(s.dWeight).slice();
   const r = await linearCdpo(base);
   assert.is(r.loss, s.loss, 'async loss');
   assert.equal(f32(r.dWeight), f32(s.dWeight), 'async dWeight');
@@ -449,6 +450,16 @@ test('linearCdpo: dWeight accumulates into a given tensor; async equals sync; N 
   const want = Float64Array.from(f32(s.dWeight), (g) => 1 + 2 * g);
   assertRel(f32(acc), want, 1e-6, 'dWeight = 1 + 2 g');
   for (const t of [s.dHidden, s.dWeight, s.logprobs, r.dHidden, r.dWeight, r.logprobs, r1.dHidden, r1.logprobs]) t.dispose();
+  // inputs disposed while the call runs: the native job holds its own references
+  {
+    const hh = Tensor.from(h, [N, H]), ww = Tensor.from(w, [V, H]), aa = args(c);
+    const pending = linearCdpo({ ...aa, hidden: hh, weight: ww, targets: tg, logprobs: undefined } as unknown as LinearCdpoArgs);
+    hh.dispose(); ww.dispose(); disposeArgs(aa);
+    const d = await pending;
+    assert.is(d.loss, s.loss, 'disposed mid-flight');
+    assert.equal(f32(d.dWeight), sW);
+    d.dHidden.dispose(); d.dWeight.dispose(); d.logprobs.dispose();
+  }
   // no tokens: one empty completion
   {
     using h0 = Tensor.zeros([0, H]);
