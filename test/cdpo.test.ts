@@ -2,6 +2,7 @@
 // here (every loss type x importance-sampling level x optional old/ref/bias log-probs), against
 // PyTorch autograd (ties of the min, clamp bounds), finite differences, group advantages, errors.
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -560,6 +561,44 @@ test('linearCdpo: PyTorch autograd through matmul + log_softmax + gather + the l
     assertRel(got.dH, torch[i]!.dh, 1e-5, `torch linear ${i}: dHidden`);
     assertRel(got.dW, torch[i]!.dw, 1e-5, `torch linear ${i}: dWeight`);
   });
+});
+
+// The unfused sequence of the log-prob family (issue 4's API), when it is in the tree.
+interface LogprobsModule {
+  linearLogprobsSync(hidden: Tensor, weight: Tensor, targets: Int32Array, opts?: { temperature?: number }): { logprobs: Tensor; lse: Tensor };
+  linearLogprobsBackwardSync(hidden: Tensor, weight: Tensor, targets: Int32Array, lse: Tensor, dLogprobs: Tensor, opts?: { temperature?: number }): { dHidden: Tensor; dWeight: Tensor };
+}
+
+test('linearCdpo equals linearLogprobs + cdpoLoss + linearLogprobsBackward (< 1e-5), when the log-prob family is built', async () => {
+  if (!existsSync(new URL('../src/kernels/logprobs.ts', import.meta.url))) { console.log('  (src/kernels/logprobs.ts not in this tree: skipped)'); return; }
+  let lp: LogprobsModule;
+  try {
+    lp = await import('../src/kernels/logprobs.js' as string) as LogprobsModule;
+    lp.linearLogprobsSync(Tensor.zeros([1, 2]), Tensor.zeros([3, 2]), new Int32Array(1)).logprobs.dispose();
+  } catch (e) {
+    console.log(`  (the log-prob family is not usable in this build: ${(e as Error).message.split('\n')[0]}; skipped)`);
+    return;
+  }
+  const H = 32, V = 1000, T = 0.9;
+  let seed = 1200;
+  for (const importanceSampling of LEVELS) for (const lossType of ['grpo', 'dapo'] as const) {
+    const { c, h, w, tg } = linearCase(seed++, [7, 1, 20, 4], H, V, { importanceSampling, lossType, betaRef: 0.05, temperature: T }, { old: true, ref: true, bias: true });
+    const N = tg.length;
+    using hidden = Tensor.from(h, [N, H]);
+    using weight = Tensor.from(w, [V, H]);
+    const a = args(c);
+    const fused = linearCdpoSync({ ...a, hidden, weight, targets: tg, temperature: T, logprobs: undefined } as unknown as LinearCdpoArgs);
+    const f = lp.linearLogprobsSync(hidden, weight, tg, { temperature: T });
+    const l = cdpoLossSync({ ...a, logprobs: f.logprobs });
+    const b = lp.linearLogprobsBackwardSync(hidden, weight, tg, f.lse, l.dLogprobs, { temperature: T });
+    const what = `unfused ${importanceSampling} ${lossType}`;
+    assertRel(f32(fused.logprobs), f32(f.logprobs), 1e-5, `${what}: logprobs`);
+    assert.ok(scalarRel(fused.loss, l.loss) < 1e-5, `${what}: loss ${fused.loss} vs ${l.loss}`);
+    assertRel(f32(fused.dHidden), f32(b.dHidden), 1e-5, `${what}: dHidden`);
+    assertRel(f32(fused.dWeight), f32(b.dWeight), 1e-5, `${what}: dWeight`);
+    for (const t of [fused.dHidden, fused.dWeight, fused.logprobs, f.logprobs, f.lse, l.dLogprobs, b.dHidden, b.dWeight]) t.dispose();
+    disposeArgs(a);
+  }
 });
 
 // ---- group advantages ----
