@@ -141,12 +141,16 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
       }
     });
   };
-  if (two_pass)
-    for (size_t k = 0; k + 1 < starts.size(); ++k) forward(starts[k], starts[k + 1] - starts[k]);
-  if (two_pass) grad.prepare_sequences(logp);
-  for (size_t k = 0; k + 1 < starts.size(); ++k) {
-    const int64_t b = starts[k], nb = starts[k + 1] - b;
-    forward(b, nb);
+  const size_t nblocks = starts.size() - 1;
+  if (two_pass) {
+    for (size_t k = 0; k < nblocks; ++k) forward(starts[k], starts[k + 1] - starts[k]);
+    grad.prepare_sequences(logp);
+  }
+  // The two-pass mode walks the blocks backwards: the last block's logits are still in the cache.
+  for (size_t k = 0; k < nblocks; ++k) {
+    const size_t blk = two_pass ? nblocks - 1 - k : k;
+    const int64_t b = starts[blk], nb = starts[blk + 1] - b;
+    if (!(two_pass && k == 0)) forward(b, nb);
     grad(b, b + nb, logp + b, dlogp.data() + b);
     // dZ = dlogp / T * (onehot - softmax), in place over the cached exp(Z - max)
     parallel_for(nb, 1, [&](int64_t r0, int64_t r1) {
