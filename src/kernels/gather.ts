@@ -1,0 +1,232 @@
+// Log-prob gathering: log softmax(logits / T)[target] for every token, from logits or fused with
+// the LM head (hidden @ weight^T) so that no [N, V] tensor is ever made, and their backwards.
+import { checkBoolean, checkNumber, checkOptions } from '../errors.js';
+import { native, type StorageHandle, type TensorDesc } from '../native.js';
+import { expectTensor, indexTensor, Tensor } from '../tensor.js';
+
+type Handles = { logprobs: StorageHandle; lse: StorageHandle; entropy?: StorageHandle };
+type BwdHandles = { dHidden: StorageHandle; dWeight?: StorageHandle; dBias?: StorageHandle };
+
+declare module '../native.js' {
+  interface Binding {
+    gatherLogprobs(logits: TensorDesc, targets: TensorDesc, temperature: number, entropy: boolean, async: boolean): Handles | Promise<Handles>;
+    gatherLogprobsBackward(logits: TensorDesc, targets: TensorDesc, lse: TensorDesc, dLogprobs: TensorDesc, temperature: number,
+      out: TensorDesc | null, async: boolean): StorageHandle | undefined | Promise<StorageHandle | undefined>;
+    linearLogprobs(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: TensorDesc | null, temperature: number,
+      entropy: boolean, async: boolean): Handles | Promise<Handles>;
+    linearLogprobsBackward(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: TensorDesc | null, temperature: number,
+      lse: TensorDesc, dLogprobs: TensorDesc, dWeight: TensorDesc | null, async: boolean): BwdHandles | Promise<BwdHandles>;
+  }
+}
+
+/** Targets: an Int32Array or an i32 Tensor of token ids in [0, V). */
+export type Targets = Int32Array | Tensor;
+
+export interface GatherOptions {
+  /** Logits are divided by it before the softmax (default 1; > 0). */
+  temperature?: number;
+  /** Also return the entropy of each token's distribution (default false). */
+  entropy?: boolean;
+}
+
+export interface LogprobsResult {
+  /** log softmax(z)[target], f32 [N]. */
+  logprobs: Tensor;
+  /** log sum exp z, f32 [N] (what the backward needs). */
+  lse: Tensor;
+  /** -sum p log p, f32 [N], when asked for. */
+  entropy?: Tensor;
+}
+
+function temperatureOf(o: { temperature?: number }): number {
+  return o.temperature === undefined ? 1 : checkNumber('temperature', o.temperature, 0, Infinity, { exclusiveMin: true });
+}
+
+function vec(name: string, v: unknown, n: number, device: string): Tensor {
+  const t = expectTensor(name, v, { dtypes: ['f32'], ndim: 1, layout: '[N]' });
+  if (t.shape[0] !== n) throw new RangeError(`Expected ${n} elements for ${name} but received shape [${t.shape.join(', ')}]`);
+  if (t.device !== device) throw new TypeError(`Expected ${name} on ${device} but received a tensor on ${t.device}`);
+  return t;
+}
+
+function contiguous2d(name: string, v: unknown, dtypes: readonly ('f32' | 'bf16' | 'f16')[], layout: string): Tensor {
+  const t = expectTensor(name, v, { dtypes, ndim: 2, layout });
+  if (!t.isContiguous) throw new TypeError(`Expected a contiguous tensor for ${name} but received a strided view; call .contiguous() first`);
+  return t;
+}
+
+function wrapResult(h: Handles, n: number): LogprobsResult {
+  const r: LogprobsResult = { logprobs: Tensor._wrap(h.logprobs, 'f32', [n]), lse: Tensor._wrap(h.lse, 'f32', [n]) };
+  if (h.entropy) r.entropy = Tensor._wrap(h.entropy, 'f32', [n]);
+  return r;
+}
+
+// Owned (converted) targets are disposed once the call is over, also when it throws.
+async function settle<T>(targets: { tensor: Tensor; owned: boolean }, f: () => T | Promise<T>): Promise<T> {
+  try { return await f(); } finally { if (targets.owned) targets.tensor.dispose(); }
+}
+function settleSync<T>(targets: { tensor: Tensor; owned: boolean }, f: () => T): T {
+  try { return f(); } finally { if (targets.owned) targets.tensor.dispose(); }
+}
+
+// ---- from logits ----
+
+function prepGather(logits: unknown, targets: unknown, opts: GatherOptions | undefined) {
+  const o = checkOptions('options', opts);
+  const x = contiguous2d('logits', logits, ['f32'], '[N, V]');
+  const temperature = temperatureOf(o);
+  const entropy = o.entropy === undefined ? false : checkBoolean('entropy', o.entropy);
+  const tg = indexTensor('targets', targets, x.shape[0]);
+  return { x, tg, temperature, entropy, n: x.shape[0]! };
+}
+
+/**
+ * log softmax(logits / T)[targets] per row without writing an [N, V] result: one read of the
+ * logits, on a native thread. logits: f32 [N, V]; targets: [N] ids in [0, V).
+ */
+export async function gatherLogprobs(logits: Tensor, targets: Targets, opts?: GatherOptions): Promise<LogprobsResult> {
+  const p = prepGather(logits, targets, opts);
+  const h = await settle(p.tg, () => native.gatherLogprobs(p.x._desc('logits'), p.tg.tensor._desc('targets'), p.temperature, p.entropy, true));
+  return wrapResult(h, p.n);
+}
+
+/** The synchronous form of gatherLogprobs(). */
+export function gatherLogprobsSync(logits: Tensor, targets: Targets, opts?: GatherOptions): LogprobsResult {
+  const p = prepGather(logits, targets, opts);
+  return wrapResult(settleSync(p.tg, () => native.gatherLogprobs(p.x._desc('logits'), p.tg.tensor._desc('targets'), p.temperature, p.entropy, false) as Handles), p.n);
+}
+
+export interface GatherBackwardOptions {
+  temperature?: number;
+  /** Write dLogits into this contiguous f32 [N, V] tensor (may be `logits` itself, in place). */
+  out?: Tensor;
+}
+
+function prepGatherBwd(logits: unknown, targets: unknown, lse: unknown, dLogprobs: unknown, opts: GatherBackwardOptions | undefined) {
+  const o = checkOptions('options', opts);
+  const x = contiguous2d('logits', logits, ['f32'], '[N, V]');
+  const n = x.shape[0]!;
+  const l = vec('lse', lse, n, x.device);
+  const d = vec('dLogprobs', dLogprobs, n, x.device);
+  const temperature = temperatureOf(o);
+  let out: Tensor | undefined;
+  if (o.out !== undefined) {
+    out = contiguous2d('out', o.out, ['f32'], '[N, V]');
+    if (out.shape[0] !== x.shape[0] || out.shape[1] !== x.shape[1]) throw new RangeError(`Expected out of shape [${x.shape.join(', ')}] but received [${out.shape.join(', ')}]`);
+  }
+  const tg = indexTensor('targets', targets, n);
+  return { x, l, d, temperature, out, tg };
+}
+
+/**
+ * dLogits = dLogprobs * (onehot(target) - softmax(logits / T)) / T, f32 [N, V]; into `out`
+ * when given (the logits' own buffer saves the memory of a second [N, V] tensor).
+ */
+export async function gatherLogprobsBackward(logits: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: GatherBackwardOptions): Promise<Tensor> {
+  const p = prepGatherBwd(logits, targets, lse, dLogprobs, opts);
+  const h = await settle(p.tg, () => native.gatherLogprobsBackward(p.x._desc('logits'), p.tg.tensor._desc('targets'), p.l._desc('lse'), p.d._desc('dLogprobs'), p.temperature, p.out?._desc('out') ?? null, true));
+  return p.out ?? Tensor._wrap(h!, 'f32', p.x.shape);
+}
+
+/** The synchronous form of gatherLogprobsBackward(). */
+export function gatherLogprobsBackwardSync(logits: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: GatherBackwardOptions): Tensor {
+  const p = prepGatherBwd(logits, targets, lse, dLogprobs, opts);
+  const h = settleSync(p.tg, () => native.gatherLogprobsBackward(p.x._desc('logits'), p.tg.tensor._desc('targets'), p.l._desc('lse'), p.d._desc('dLogprobs'), p.temperature, p.out?._desc('out') ?? null, false) as StorageHandle | undefined);
+  return p.out ?? Tensor._wrap(h!, 'f32', p.x.shape);
+}
+
+// ---- fused with the LM head ----
+
+export interface LinearLogprobsOptions extends GatherOptions {
+  /** f32 [V] added to the logits before the temperature. */
+  bias?: Tensor;
+}
+
+function prepLinear(hidden: unknown, weight: unknown, targets: unknown, o: LinearLogprobsOptions) {
+  const h = contiguous2d('hidden', hidden, ['f32'], '[N, H]');
+  const w = contiguous2d('weight', weight, ['f32', 'bf16', 'f16'], '[V, H]');
+  if (w.shape[1] !== h.shape[1]) throw new RangeError(`Expected weight of shape [V, ${h.shape[1]}] (H of hidden) but received [${w.shape.join(', ')}]`);
+  if (w.device !== h.device) throw new TypeError(`Expected weight on ${h.device} but received a tensor on ${w.device}`);
+  const bias = o.bias === undefined ? undefined : vec('bias', o.bias, w.shape[0]!, h.device);
+  const temperature = temperatureOf(o);
+  const tg = indexTensor('targets', targets, h.shape[0]);
+  return { h, w, bias, temperature, tg, n: h.shape[0]!, H: h.shape[1]!, V: w.shape[0]! };
+}
+
+function prepLinearFwd(hidden: unknown, weight: unknown, targets: unknown, opts: LinearLogprobsOptions | undefined) {
+  const o = checkOptions('options', opts);
+  const entropy = o.entropy === undefined ? false : checkBoolean('entropy', o.entropy);
+  return { ...prepLinear(hidden, weight, targets, o), entropy };
+}
+
+/**
+ * The LM head fused with gatherLogprobs: logits = (hidden @ weight^T + bias) / T are made a
+ * tile at a time (256 tokens x 256 vocabulary rows) and reduced with an online log-sum-exp while
+ * in cache; no [N, V] tensor exists. hidden f32 [N, H]; weight [V, H] f32, bf16 or f16 (f32 math).
+ */
+export async function linearLogprobs(hidden: Tensor, weight: Tensor, targets: Targets, opts?: LinearLogprobsOptions): Promise<LogprobsResult> {
+  const p = prepLinearFwd(hidden, weight, targets, opts);
+  const h = await settle(p.tg, () => native.linearLogprobs(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.entropy, true));
+  return wrapResult(h, p.n);
+}
+
+/** The synchronous form of linearLogprobs(). */
+export function linearLogprobsSync(hidden: Tensor, weight: Tensor, targets: Targets, opts?: LinearLogprobsOptions): LogprobsResult {
+  const p = prepLinearFwd(hidden, weight, targets, opts);
+  return wrapResult(settleSync(p.tg, () => native.linearLogprobs(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.entropy, false) as Handles), p.n);
+}
+
+export interface LinearBackwardOptions {
+  temperature?: number;
+  bias?: Tensor;
+  /** Add the weight gradient into this f32 [V, H] tensor (gradient accumulation) instead of returning a new one. */
+  dWeight?: Tensor;
+}
+
+export interface LinearBackwardResult {
+  dHidden: Tensor;
+  /** f32 [V, H]: the given accumulator, or a new tensor. */
+  dWeight: Tensor;
+  /** f32 [V] when a bias was given. */
+  dBias?: Tensor;
+}
+
+function prepLinearBwd(hidden: unknown, weight: unknown, targets: unknown, lse: unknown, dLogprobs: unknown, opts: LinearBackwardOptions | undefined) {
+  const o = checkOptions('options', opts);
+  const p = prepLinear(hidden, weight, targets, o);
+  try {
+    const l = vec('lse', lse, p.n, p.h.device);
+    const d = vec('dLogprobs', dLogprobs, p.n, p.h.device);
+    let dW: Tensor | undefined;
+    if (o.dWeight !== undefined) {
+      dW = contiguous2d('dWeight', o.dWeight, ['f32'], '[V, H]');
+      if (dW.shape[0] !== p.V || dW.shape[1] !== p.H) throw new RangeError(`Expected dWeight of shape [${p.V}, ${p.H}] but received [${dW.shape.join(', ')}]`);
+    }
+    return { ...p, l, d, dW };
+  } catch (e) {
+    if (p.tg.owned) p.tg.tensor.dispose();
+    throw e;
+  }
+}
+
+function wrapBwd(r: BwdHandles, p: ReturnType<typeof prepLinearBwd>): LinearBackwardResult {
+  const out: LinearBackwardResult = { dHidden: Tensor._wrap(r.dHidden, 'f32', [p.n, p.H]), dWeight: p.dW ?? Tensor._wrap(r.dWeight!, 'f32', [p.V, p.H]) };
+  if (r.dBias) out.dBias = Tensor._wrap(r.dBias, 'f32', [p.V]);
+  return out;
+}
+
+/**
+ * Backward of linearLogprobs: recomputes each logits tile from hidden and weight (nothing [N, V]
+ * is stored) and returns dHidden [N, H] and dWeight [V, H] (f32; added into opts.dWeight when given).
+ */
+export async function linearLogprobsBackward(hidden: Tensor, weight: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: LinearBackwardOptions): Promise<LinearBackwardResult> {
+  const p = prepLinearBwd(hidden, weight, targets, lse, dLogprobs, opts);
+  const r = await settle(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, true));
+  return wrapBwd(r, p);
+}
+
+/** The synchronous form of linearLogprobsBackward(). */
+export function linearLogprobsBackwardSync(hidden: Tensor, weight: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: LinearBackwardOptions): LinearBackwardResult {
+  const p = prepLinearBwd(hidden, weight, targets, lse, dLogprobs, opts);
+  return wrapBwd(settleSync(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, false) as BwdHandles), p);
+}
