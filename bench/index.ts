@@ -10,6 +10,7 @@ import { CEILINGS, loadOrt, printTable, type Ctx } from './util.js';
 type Suite = { run(ctx: Ctx): Promise<void> };
 const SUITES: Record<string, () => Promise<Suite>> = {
   matmul: () => import('./matmul.js'),
+  logprobs: () => import('./gather.js'),
   cdpo: () => import('./cdpo.js'),
 };
 

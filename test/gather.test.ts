@@ -82,6 +82,21 @@ test('gatherLogprobs matches float64 for V in {5, 1000, 50257, 151936}, T != 1, 
   });
 });
 
+test('rows whose max rises from chunk to chunk (the single-pass shift is redone) and large offsets', () => {
+  const N = 3, V = 9000;
+  const x = new Float32Array(N * V);
+  for (let v = 0; v < V; v++) { x[v] = v * 0.02; x[V + v] = (V - v) * 0.03; x[2 * V + v] = 1000 + Math.sin(v); }
+  const tg = new Int32Array([V - 1, 0, 17]);
+  const ref = refFromLogits(x, N, V, tg, 1);
+  atLevels((level) => {
+    using xt = Tensor.from(x, [N, V]);
+    const r = gatherLogprobsSync(xt, tg, { entropy: true });
+    assertRel(r.logprobs.data, ref.logp, 1e-6, `${level} logprobs`);
+    assertRel(r.lse.data, ref.lse, 1e-6, `${level} lse`);
+    assertRel(r.entropy!.data, ref.ent, 1e-5, `${level} entropy`);
+  });
+});
+
 test('rows of -inf: an all -inf row gives -inf (not NaN) and entropy 0; -inf entries count as p = 0', () => {
   const V = 37;
   const x = randomF32(3 * V, 5);
@@ -159,10 +174,13 @@ test('linearLogprobs (fused LM head) matches float64: token blocks and vocabular
       using ht = Tensor.from(c.h, [N, H]);
       using wt = Tensor.from(c.w, [V, H]);
       using bt = c.b ? Tensor.from(c.b) : Tensor.zeros([V]);
-      const r = linearLogprobsSync(ht, wt, c.tg, { temperature: T, entropy: true, ...(bias ? { bias: bt } : {}) });
-      assertRel(r.logprobs.data, ref.logp, 1e-5, `${level} N${N} V${V} logprobs`);
-      assertRel(r.lse.data, ref.lse, 1e-5, `${level} N${N} V${V} lse`);
-      assertRel(r.entropy!.data, ref.ent, 1e-4, `${level} N${N} V${V} entropy`);
+      for (const tile of [undefined, { tokens: 128, vocab: 96 }]) {
+        const r = linearLogprobsSync(ht, wt, c.tg, { temperature: T, entropy: true, tile, ...(bias ? { bias: bt } : {}) });
+        const what = `${level} N${N} V${V} tile ${tile ? 'small' : 'default'}`;
+        assertRel(r.logprobs.data, ref.logp, 1e-5, `${what} logprobs`);
+        assertRel(r.lse.data, ref.lse, 1e-5, `${what} lse`);
+        assertRel(r.entropy!.data, ref.ent, 1e-4, `${what} entropy`);
+      }
     });
   }
 });
@@ -212,13 +230,16 @@ test('linearLogprobsBackward matches float64 (dHidden, dWeight, dBias), accumula
     using bt = Tensor.from(c.b!);
     using gt = Tensor.from(g);
     const f = linearLogprobsSync(ht, wt, c.tg, { temperature: T, bias: bt });
-    const r = linearLogprobsBackwardSync(ht, wt, c.tg, f.lse, gt, { temperature: T, bias: bt });
-    assertRel(r.dHidden.data, want.dh, 1e-4, `${level} dHidden`);
-    assertRel(r.dWeight.data, want.dw, 1e-4, `${level} dWeight`);
-    assertRel(r.dBias!.data, want.db, 1e-4, `${level} dBias`);
+    for (const tile of [undefined, { tokens: 128, vocab: 100 }]) {
+      const r = linearLogprobsBackwardSync(ht, wt, c.tg, f.lse, gt, { temperature: T, bias: bt, tile });
+      const what = `${level} tile ${tile ? 'small' : 'default'}`;
+      assertRel(r.dHidden.data, want.dh, 1e-4, `${what} dHidden`);
+      assertRel(r.dWeight.data, want.dw, 1e-4, `${what} dWeight`);
+      assertRel(r.dBias!.data, want.db, 1e-4, `${what} dBias`);
+    }
     // Accumulation: a given dWeight of ones gets the gradient added.
     using acc = Tensor.from(new Float32Array(V * H).fill(1), [V, H]);
-    const r2 = linearLogprobsBackwardSync(ht, wt, c.tg, f.lse, gt, { temperature: T, bias: bt, dWeight: acc });
+    const r2 = linearLogprobsBackwardSync(ht, wt, c.tg, f.lse, gt, { temperature: T, bias: bt, dWeight: acc, tile: { tokens: 100, vocab: 64 } });
     assert.is(r2.dWeight, acc);
     assertRel(acc.data, want.dw.map((v) => v + 1), 1e-4, `${level} accumulated dWeight`);
   });
@@ -292,6 +313,27 @@ test('bad input: target out of range names its index; dtype, shape, temperature,
   throwsLike(() => linearLogprobsSync(h, w2, new Int32Array([0, 7, 0])), RangeError, /targets\[1\] = 7/);
   throwsLike(() => linearLogprobsSync(h, w2.to('i32'), new Int32Array(3)), TypeError, /weight/);
   throwsLike(() => linearLogprobsBackwardSync(h, w2, new Int32Array(3), Tensor.zeros([3]), Tensor.zeros([3]), { dWeight: Tensor.zeros([7, 4]) }), RangeError, /dWeight of shape \[7, 5\]/);
+});
+
+const gpu = backend().cuda.devices.length > 0;
+(gpu ? test : test.skip)('CUDA: gather and the fused LM head equal the CPU results (runs where a GPU exists)', () => {
+  const N = 70, H = 32, V = 5000;
+  const c = fusedCase(N, H, V, 123, true);
+  using ht = Tensor.from(c.h, [N, H]);
+  using wt = Tensor.from(c.w, [V, H]);
+  using bt = Tensor.from(c.b!);
+  const cpu = linearLogprobsSync(ht, wt, c.tg, { bias: bt, entropy: true });
+  using hg = ht.to('cuda'), wg = wt.to('cuda'), bg = bt.to('cuda');
+  const g = linearLogprobsSync(hg, wg, c.tg, { bias: bg, entropy: true });
+  assertRel(g.logprobs.to('cpu').data, cpu.logprobs.data, 1e-5, 'cuda fused logprobs');
+  const gb = linearLogprobsBackwardSync(hg, wg, c.tg, g.lse, g.logprobs, { bias: bg });
+  const cb = linearLogprobsBackwardSync(ht, wt, c.tg, cpu.lse, cpu.logprobs, { bias: bt });
+  assertRel(gb.dHidden.to('cpu').data, cb.dHidden.data, 1e-4, 'cuda dHidden');
+  assertRel(gb.dWeight.to('cpu').data, cb.dWeight.data, 1e-4, 'cuda dWeight');
+  using lg = Tensor.from(randomF32(N * V, 5), [N, V]);
+  using lgg = lg.to('cuda');
+  const a = gatherLogprobsSync(lg, c.tg), b = gatherLogprobsSync(lgg, c.tg);
+  assertRel(b.logprobs.to('cpu').data, a.logprobs.data, 1e-6, 'cuda gather');
 });
 
 test.run();

@@ -5,6 +5,7 @@
 //   linearLogprobs(hidden, weight, targets, bias|null, temperature, entropy, async) -> { logprobs, lse, entropy? }
 //   linearLogprobsBackward(hidden, weight, targets, bias|null, lse, dLogprobs, temperature, dWeight|null, async)
 //     -> { dHidden, dWeight? (absent when given), dBias? }
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -146,6 +147,12 @@ struct LinearInputs {
   int device = -1;
 };
 
+// Optional tile sizes (tokens per pass, weight rows per tile): tuning and tests.
+void tile_args(LinearLogprobsArgs& a, const Napi::Value& tokens, const Napi::Value& vocab) {
+  if (tokens.IsNumber()) a.token_block = std::max<int64_t>(1, tokens.As<Napi::Number>().Int64Value());
+  if (vocab.IsNumber()) a.vocab_chunk = std::max<int64_t>(16, vocab.As<Napi::Number>().Int64Value());
+}
+
 LinearInputs linear_inputs(const Napi::CallbackInfo& info) {
   LinearInputs in;
   in.hidden = mat(info[0], "hidden", {DType::F32}, "[N, H]");
@@ -175,6 +182,7 @@ Napi::Value LinearLogprobs(const Napi::CallbackInfo& info) {
   LinearInputs in = linear_inputs(info);
   const bool want_ent = opt_bool(info[5], false);
   const bool async = opt_bool(info[6], false);
+  tile_args(in.args, info[7], info[8]);
   const int64_t N = in.args.N;
   const int device = in.device;
   StoragePtr lp = storage_alloc(size_t(N) * 4, device), ls = storage_alloc(size_t(N) * 4, device);
@@ -209,6 +217,7 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
   TensorArg ls = vec(info[5], "lse", DType::F32, N, device);
   TensorArg dl = vec(info[6], "dLogprobs", DType::F32, N, device);
   const bool async = opt_bool(info[8], false);
+  tile_args(in.args, info[9], info[10]);
   StoragePtr dw;
   bool given = false;
   float* pdw = nullptr;

@@ -27,10 +27,10 @@ SoftmaxState row_state_scalar(const float* x, int64_t n, float scale, bool entro
     if (cm == -INFINITY) continue;
     float s = 0, t = 0;
     for (int64_t v = 0; v < len; ++v) {
-      const float z = x[c0 + v] * scale;
-      const float e = std::exp(z - cm);
+      const float d = x[c0 + v] * scale - cm;
+      const float e = std::exp(d);
       s += e;
-      if (entropy && e != 0.0f) t += e * z;
+      if (entropy && e != 0.0f) t += e * d;
     }
     softmax_state_merge(st, SoftmaxState{double(cm), double(s), double(t)});
   }
@@ -101,6 +101,11 @@ void gather_logprobs_backward_cpu(const float* x, int64_t N, int64_t V, int64_t 
 }
 
 // ---- fused LM head ----
+// Each token block (<= token_block tokens) walks the vocabulary in chunks of vocab_chunk rows: a
+// logits tile (tokens x chunk, a few MiB) comes from one multithreaded GEMM (the BLAS when
+// linked), then its rows are reduced to per-chunk softmax states in parallel; the states merge
+// in chunk order at the end, so the result does not depend on timing. The backward recomputes
+// each tile, turns it into dZ in place, and feeds two more GEMMs (dW chunk, dHidden block).
 namespace {
 
 struct Plan {
@@ -110,12 +115,12 @@ struct Plan {
 Plan plan(const LinearLogprobsArgs& a) {
   Plan p;
   p.nb = std::max<int64_t>(1, std::min(a.token_block, a.N));
-  p.vc = std::max<int64_t>(16, a.vocab_chunk);
+  p.vc = std::max<int64_t>(16, std::min(a.vocab_chunk, a.V));
   p.nchunks = (a.V + p.vc - 1) / p.vc;
   return p;
 }
 
-// z tile (nb, vc) of tokens [t0, t0 + nb) and vocabulary rows [v0, v0 + n): (h w^T + b) / T.
+// Tile (nb, n) of z = (h w^T + b) / T for tokens [t0, t0 + nb), vocabulary rows [v0, v0 + n).
 // Returns the f32 weight rows used (the chunk itself or its conversion in wbuf).
 const float* logits_tile(const LinearLogprobsArgs& a, int64_t t0, int64_t nb, int64_t v0, int64_t n, int64_t ldt,
                          float* tile, float* wbuf) {
@@ -124,13 +129,16 @@ const float* logits_tile(const LinearLogprobsArgs& a, int64_t t0, int64_t nb, in
   if (a.wdtype == DType::F32) {
     w = static_cast<const float*>(a.weight) + v0 * a.H;
   } else {
-    cast(static_cast<const uint16_t*>(a.weight) + v0 * a.H, a.wdtype, wbuf, DType::F32, n * a.H);
+    const uint16_t* src = static_cast<const uint16_t*>(a.weight) + v0 * a.H;
+    parallel_for(n, 64, [&](int64_t r0, int64_t r1) { cast(src + r0 * a.H, a.wdtype, wbuf + r0 * a.H, DType::F32, (r1 - r0) * a.H); });
     w = wbuf;
   }
-  sgemm_serial(false, true, nb, n, a.H, scale, a.hidden + t0 * a.H, a.H, w, a.H, 0.0f, tile, ldt);
+  sgemm(false, true, nb, n, a.H, scale, a.hidden + t0 * a.H, a.H, w, a.H, 0.0f, tile, ldt);
   if (a.bias) {
-    for (int64_t r = 0; r < nb; ++r)
-      for (int64_t j = 0; j < n; ++j) tile[r * ldt + j] += a.bias[v0 + j] * scale;
+    parallel_for(nb, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < n; ++j) tile[r * ldt + j] += a.bias[v0 + j] * scale;
+    });
   }
   return w;
 }
@@ -139,32 +147,24 @@ const float* logits_tile(const LinearLogprobsArgs& a, int64_t t0, int64_t nb, in
 
 void linear_logprobs_cpu(const LinearLogprobsArgs& a, float* logp, float* lse, float* ent) {
   const Plan p = plan(a);
-  const int nth = std::max(1, num_threads());
   ScratchBuffer<SoftmaxState> states(size_t(p.nb * p.nchunks));
-  ScratchBuffer<float> zy(size_t(p.nb));
-  std::vector<ScratchBuffer<float>> tiles(static_cast<size_t>(nth)), wbufs(static_cast<size_t>(nth));
-  for (int i = 0; i < nth; ++i) {
-    tiles[size_t(i)].reset(size_t(p.nb * p.vc));
-    if (a.wdtype != DType::F32) wbufs[size_t(i)].reset(size_t(p.vc * a.H));
-  }
+  ScratchBuffer<float> zy(size_t(p.nb)), tile(size_t(p.nb * p.vc));
+  ScratchBuffer<float> wbuf(a.wdtype == DType::F32 ? 0 : size_t(p.vc * a.H));
   for (int64_t t0 = 0; t0 < a.N; t0 += p.nb) {
     const int64_t nb = std::min(p.nb, a.N - t0);
-    parallel_run(nth, [&](int tid, int nt) {
-      // A fixed split of the chunks over threads: the result does not depend on timing.
-      const int64_t c0 = p.nchunks * tid / nt, c1 = p.nchunks * (tid + 1) / nt;
-      float* tile = tiles[size_t(tid)].data();
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t v0 = c * p.vc, n = std::min(p.vc, a.V - v0);
-        logits_tile(a, t0, nb, v0, n, p.vc, tile, wbufs[size_t(tid)].data());
-        for (int64_t r = 0; r < nb; ++r) {
-          const float* row = tile + r * p.vc;
+    for (int64_t c = 0; c < p.nchunks; ++c) {
+      const int64_t v0 = c * p.vc, n = std::min(p.vc, a.V - v0);
+      logits_tile(a, t0, nb, v0, n, p.vc, tile.data(), wbuf.data());
+      parallel_for(nb, 8, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* row = tile.data() + r * p.vc;
           states[size_t(r * p.nchunks + c)] = gather::row_state(row, n, 1.0f, ent != nullptr);
           const int64_t y = a.tgt[t0 + r];
           if (y >= v0 && y < v0 + n) zy[size_t(r)] = row[y - v0];
         }
-      }
-    });
-    // Merge each token's chunk states in chunk order (deterministic for any thread count).
+      });
+    }
+    // Merge each token's chunk states in chunk order.
     for (int64_t r = 0; r < nb; ++r) {
       SoftmaxState st = softmax_state_empty();
       for (int64_t c = 0; c < p.nchunks; ++c) softmax_state_merge(st, states[size_t(r * p.nchunks + c)]);
@@ -177,15 +177,6 @@ void linear_logprobs_cpu(const LinearLogprobsArgs& a, float* logp, float* lse, f
 
 void linear_logprobs_backward_cpu(const LinearLogprobsArgs& a, const float* lse, const float* dlogp, float* dhidden,
                                   float* dweight, float* dbias, bool accumulate) {
-  const Plan p = plan(a);
-  const int nth = std::max(1, num_threads());
-  const float scale = 1.0f / a.temperature;
-  std::vector<ScratchBuffer<float>> tiles(static_cast<size_t>(nth)), wbufs(static_cast<size_t>(nth)), dh(static_cast<size_t>(nth));
-  for (int i = 0; i < nth; ++i) {
-    tiles[size_t(i)].reset(size_t(p.nb * p.vc));
-    dh[size_t(i)].reset(size_t(p.nb * a.H));
-    if (a.wdtype != DType::F32) wbufs[size_t(i)].reset(size_t(p.vc * a.H));
-  }
   if (a.N == 0) {
     if (!accumulate) {
       std::fill(dweight, dweight + a.V * a.H, 0.0f);
@@ -193,51 +184,45 @@ void linear_logprobs_backward_cpu(const LinearLogprobsArgs& a, const float* lse,
     }
     return;
   }
+  const Plan p = plan(a);
+  const float scale = 1.0f / a.temperature;
+  ScratchBuffer<float> tile(size_t(p.nb * p.vc));
+  ScratchBuffer<float> wbuf(a.wdtype == DType::F32 ? 0 : size_t(p.vc * a.H));
   for (int64_t t0 = 0; t0 < a.N; t0 += p.nb) {
     const int64_t nb = std::min(p.nb, a.N - t0);
     const bool first = t0 == 0 && !accumulate;
-    int used = 1;
-    parallel_run(nth, [&](int tid, int nt) {
-      if (tid == 0) used = nt;
-      const int64_t c0 = p.nchunks * tid / nt, c1 = p.nchunks * (tid + 1) / nt;
-      float* tile = tiles[size_t(tid)].data();
-      float* dhp = dh[size_t(tid)].data();
-      std::fill(dhp, dhp + nb * a.H, 0.0f);
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t v0 = c * p.vc, n = std::min(p.vc, a.V - v0);
-        const float* w = logits_tile(a, t0, nb, v0, n, p.vc, tile, wbufs[size_t(tid)].data());
-        // dZ = dlogp * (onehot - p) / T, in place over the logits tile.
-        for (int64_t r = 0; r < nb; ++r) {
-          float* row = tile + r * p.vc;
+    for (int64_t c = 0; c < p.nchunks; ++c) {
+      const int64_t v0 = c * p.vc, n = std::min(p.vc, a.V - v0);
+      float* tl = tile.data();
+      const float* w = logits_tile(a, t0, nb, v0, n, p.vc, tl, wbuf.data());
+      // dZ = dlogp * (onehot - p) / T, in place over the logits tile.
+      parallel_for(nb, 8, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          float* row = tl + r * p.vc;
           const float g = dlogp[t0 + r] * scale, l = lse[t0 + r];
           const int64_t y = a.tgt[t0 + r];
           if (l == -INFINITY || g == 0.0f) {
             std::fill(row, row + n, 0.0f);
             continue;
           }
-          const float zyv = (y >= v0 && y < v0 + n) ? row[y - v0] : 0.0f;
+          const bool here = y >= v0 && y < v0 + n;
+          const float zyv = here ? row[y - v0] : 0.0f;
           gather::row_grad(row, n, 1.0f, l, g, row);
-          if (y >= v0 && y < v0 + n) row[y - v0] = g * (1.0f - std::exp(zyv - l));
+          if (here) row[y - v0] = g * (1.0f - std::exp(zyv - l));
         }
-        // dW[v0:v0+n] (+)= dZ^T h ; db (+)= colsum dZ ; dH_tid += dZ W.
-        sgemm_serial(true, false, n, a.H, nb, 1.0f, tile, p.vc, a.hidden + t0 * a.H, a.H, first ? 0.0f : 1.0f,
-                     dweight + v0 * a.H, a.H);
-        if (dbias) {
-          for (int64_t j = 0; j < n; ++j) {
+      });
+      // dW[v0:v0+n] (+)= dZ^T h ; db (+)= colsum dZ ; dH (+)= dZ W.
+      sgemm(true, false, n, a.H, nb, 1.0f, tl, p.vc, a.hidden + t0 * a.H, a.H, first ? 0.0f : 1.0f, dweight + v0 * a.H, a.H);
+      if (dbias) {
+        parallel_for(n, 64, [&](int64_t j0, int64_t j1) {
+          for (int64_t j = j0; j < j1; ++j) {
             float s = first ? 0.0f : dbias[v0 + j];
-            for (int64_t r = 0; r < nb; ++r) s += tile[r * p.vc + j];
+            for (int64_t r = 0; r < nb; ++r) s += tl[r * p.vc + j];
             dbias[v0 + j] = s;
           }
-        }
-        sgemm_serial(false, false, nb, a.H, n, 1.0f, tile, p.vc, w, a.H, 1.0f, dhp, a.H);
+        });
       }
-    });
-    // dHidden rows: the threads' partial sums in thread order.
-    float* out = dhidden + t0 * a.H;
-    std::memcpy(out, dh[0].data(), size_t(nb * a.H) * sizeof(float));
-    for (int i = 1; i < used; ++i) {
-      const float* src = dh[size_t(i)].data();
-      for (int64_t k = 0; k < nb * a.H; ++k) out[k] += src[k];
+      sgemm(false, false, nb, a.H, n, 1.0f, tl, p.vc, w, a.H, c == 0 ? 0.0f : 1.0f, dhidden + t0 * a.H, a.H);
     }
   }
 }

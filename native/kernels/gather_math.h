@@ -1,7 +1,8 @@
 // Per-row log-softmax math of the log-prob gathering family, shared by the CPU kernels and the
 // CUDA kernels (VT_HD). A row's softmax state is (m, s, t): the running max m of the scaled
-// logits z, s = sum exp(z - m) and t = sum exp(z - m) * z (for the entropy). States of disjoint
-// pieces of a row merge exactly, in any fixed order.
+// logits z, s = sum exp(z - m) and t = sum exp(z - m) * (z - m) (for the entropy; relative to
+// m, so that large logits do not cancel). States of disjoint pieces of a row merge exactly, in
+// any fixed order.
 #pragma once
 #include <cmath>
 
@@ -24,15 +25,16 @@ VT_HD void softmax_state_merge(SoftmaxState& a, const SoftmaxState& b) {
     a = b;
     return;
   }
+  // Moving a piece from max m_p to m: s_p r and (t_p + (m_p - m) s_p) r with r = exp(m_p - m).
   if (b.m > a.m) {
-    const double r = exp(a.m - b.m);
+    const double d = a.m - b.m, r = exp(d);
+    a.t = (a.t + d * a.s) * r + b.t;
     a.s = a.s * r + b.s;
-    a.t = a.t * r + b.t;
     a.m = b.m;
   } else {
-    const double r = exp(b.m - a.m);
+    const double d = b.m - a.m, r = exp(d);
+    a.t += (b.t + d * b.s) * r;
     a.s += b.s * r;
-    a.t += b.t * r;
   }
 }
 
@@ -48,7 +50,7 @@ VT_HD double softmax_state_logprob(const SoftmaxState& st, double z_y) {
 // Entropy -sum p log p = lse - E_p[z]; 0 for a one-hot row; NaN-free for -inf entries.
 VT_HD double softmax_state_entropy(const SoftmaxState& st) {
   if (st.m == -INFINITY) return 0.0;
-  const double h = log(st.s) - (st.t / st.s - st.m);
+  const double h = log(st.s) - st.t / st.s;
   return h > 0.0 ? h : 0.0;
 }
 

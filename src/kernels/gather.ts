@@ -1,6 +1,6 @@
 // Log-prob gathering: log softmax(logits / T)[target] for every token, from logits or fused with
 // the LM head (hidden @ weight^T) so that no [N, V] tensor is ever made, and their backwards.
-import { checkBoolean, checkNumber, checkOptions } from '../errors.js';
+import { checkBoolean, checkInteger, checkNumber, checkOptions } from '../errors.js';
 import { native, type StorageHandle, type TensorDesc } from '../native.js';
 import { expectTensor, indexTensor, Tensor } from '../tensor.js';
 
@@ -13,9 +13,9 @@ declare module '../native.js' {
     gatherLogprobsBackward(logits: TensorDesc, targets: TensorDesc, lse: TensorDesc, dLogprobs: TensorDesc, temperature: number,
       out: TensorDesc | null, async: boolean): StorageHandle | undefined | Promise<StorageHandle | undefined>;
     linearLogprobs(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: TensorDesc | null, temperature: number,
-      entropy: boolean, async: boolean): Handles | Promise<Handles>;
+      entropy: boolean, async: boolean, tileTokens?: number, tileVocab?: number): Handles | Promise<Handles>;
     linearLogprobsBackward(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: TensorDesc | null, temperature: number,
-      lse: TensorDesc, dLogprobs: TensorDesc, dWeight: TensorDesc | null, async: boolean): BwdHandles | Promise<BwdHandles>;
+      lse: TensorDesc, dLogprobs: TensorDesc, dWeight: TensorDesc | null, async: boolean, tileTokens?: number, tileVocab?: number): BwdHandles | Promise<BwdHandles>;
   }
 }
 
@@ -137,9 +137,23 @@ export function gatherLogprobsBackwardSync(logits: Tensor, targets: Targets, lse
 
 // ---- fused with the LM head ----
 
+/** Tile sizes of the fused LM head (tuning): tokens per pass over the weight (default 512) and weight rows per logits tile (default 4096). */
+export interface LinearTile {
+  tokens?: number;
+  vocab?: number;
+}
+
 export interface LinearLogprobsOptions extends GatherOptions {
   /** f32 [V] added to the logits before the temperature. */
   bias?: Tensor;
+  tile?: LinearTile;
+}
+
+function tileOf(t: LinearTile | undefined): [number | undefined, number | undefined] {
+  if (t === undefined) return [undefined, undefined];
+  const o = checkOptions('tile', t);
+  return [o.tokens === undefined ? undefined : checkInteger('tile.tokens', o.tokens, 1, 2 ** 31),
+    o.vocab === undefined ? undefined : checkInteger('tile.vocab', o.vocab, 16, 2 ** 31)];
 }
 
 function prepLinear(hidden: unknown, weight: unknown, targets: unknown, o: LinearLogprobsOptions) {
@@ -149,8 +163,9 @@ function prepLinear(hidden: unknown, weight: unknown, targets: unknown, o: Linea
   if (w.device !== h.device) throw new TypeError(`Expected weight on ${h.device} but received a tensor on ${w.device}`);
   const bias = o.bias === undefined ? undefined : vec('bias', o.bias, w.shape[0]!, h.device);
   const temperature = temperatureOf(o);
+  const tile = tileOf(o.tile);
   const tg = indexTensor('targets', targets, h.shape[0]);
-  return { h, w, bias, temperature, tg, n: h.shape[0]!, H: h.shape[1]!, V: w.shape[0]! };
+  return { h, w, bias, temperature, tile, tg, n: h.shape[0]!, H: h.shape[1]!, V: w.shape[0]! };
 }
 
 function prepLinearFwd(hidden: unknown, weight: unknown, targets: unknown, opts: LinearLogprobsOptions | undefined) {
@@ -166,19 +181,20 @@ function prepLinearFwd(hidden: unknown, weight: unknown, targets: unknown, opts:
  */
 export async function linearLogprobs(hidden: Tensor, weight: Tensor, targets: Targets, opts?: LinearLogprobsOptions): Promise<LogprobsResult> {
   const p = prepLinearFwd(hidden, weight, targets, opts);
-  const h = await settle(p.tg, () => native.linearLogprobs(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.entropy, true));
+  const h = await settle(p.tg, () => native.linearLogprobs(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.entropy, true, ...p.tile));
   return wrapResult(h, p.n);
 }
 
 /** The synchronous form of linearLogprobs(). */
 export function linearLogprobsSync(hidden: Tensor, weight: Tensor, targets: Targets, opts?: LinearLogprobsOptions): LogprobsResult {
   const p = prepLinearFwd(hidden, weight, targets, opts);
-  return wrapResult(settleSync(p.tg, () => native.linearLogprobs(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.entropy, false) as Handles), p.n);
+  return wrapResult(settleSync(p.tg, () => native.linearLogprobs(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.entropy, false, ...p.tile) as Handles), p.n);
 }
 
 export interface LinearBackwardOptions {
   temperature?: number;
   bias?: Tensor;
+  tile?: LinearTile;
   /** Add the weight gradient into this f32 [V, H] tensor (gradient accumulation) instead of returning a new one. */
   dWeight?: Tensor;
 }
@@ -221,12 +237,12 @@ function wrapBwd(r: BwdHandles, p: ReturnType<typeof prepLinearBwd>): LinearBack
  */
 export async function linearLogprobsBackward(hidden: Tensor, weight: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: LinearBackwardOptions): Promise<LinearBackwardResult> {
   const p = prepLinearBwd(hidden, weight, targets, lse, dLogprobs, opts);
-  const r = await settle(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, true));
+  const r = await settle(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, true, ...p.tile));
   return wrapBwd(r, p);
 }
 
 /** The synchronous form of linearLogprobsBackward(). */
 export function linearLogprobsBackwardSync(hidden: Tensor, weight: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: LinearBackwardOptions): LinearBackwardResult {
   const p = prepLinearBwd(hidden, weight, targets, lse, dLogprobs, opts);
-  return wrapBwd(settleSync(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, false) as BwdHandles), p);
+  return wrapBwd(settleSync(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, false, ...p.tile) as BwdHandles), p);
 }

@@ -1,0 +1,107 @@
+// Log-prob gathering: from logits at 1024 x 151936 (GB/s against DRAM bandwidth), and the fused
+// LM head at N 256, H 896, V 151936 (a Qwen2.5-0.5B head), forward and forward+backward, against
+// the unfused sequence of our own kernels (matmul into [N, V] logits, then gather) as the naive
+// version, and onnxruntime-node (LogSoftmax + GatherElements; MatMul + LogSoftmax + GatherElements).
+import { memoryStats, resetPeakMemory } from '../src/backend.js';
+import { gatherLogprobsSync, gatherLogprobsBackwardSync, linearLogprobsSync, linearLogprobsBackwardSync } from '../src/kernels/gather.js';
+import { matmulSync } from '../src/kernels/matmul.js';
+import { Tensor } from '../src/tensor.js';
+import { compare, ORT_OPTIONS, peerModel, record, time, type Ctx } from './util.js';
+
+/** Peak native memory above what was live before fn, minus the bytes fn's results keep. */
+function extraOf(fn: () => Tensor[]): number {
+  resetPeakMemory();
+  const base = memoryStats().liveBytes;
+  const outs = fn();
+  const kept = outs.reduce((s, t) => s + t.numel * 4, 0);
+  const extra = memoryStats().peakBytes - base - kept;
+  for (const t of outs) t.dispose();
+  return extra;
+}
+
+export async function run(ctx: Ctx): Promise<void> {
+  const V = 151936;
+  // ---- from logits ----
+  {
+    const N = ctx.quick ? 256 : 1024;
+    const kase = `gather ${N}x${V}`;
+    const bytes = N * V * 4;
+    const x = Tensor.randn([N, V], { seed: 1 });
+    const tg = new Int32Array(N).map((_, i) => (i * 7919) % V);
+    const ms = await time(kase, () => { const r = gatherLogprobsSync(x, tg); r.logprobs.dispose(); r.lse.dispose(); }, ctx);
+    record(ctx, { suite: 'logprobs', case: kase, impl: 'videothinker', ms, bytes, note: 'one read of the logits' });
+    const r = gatherLogprobsSync(x, tg);
+    const dl = Tensor.from(new Float32Array(N).fill(1));
+    const msb = await time(`${kase} backward`, () => gatherLogprobsBackwardSync(x, tg, r.lse, dl, { out: x }), ctx);
+    record(ctx, { suite: 'logprobs', case: `${kase} backward`, impl: 'videothinker', ms: msb, bytes: 2 * bytes, note: 'in place: read + write' });
+    // Naive: a JS float64 log-softmax + gather (what one writes without a kernel), on 16 rows.
+    const rows = 16, xa = x.toArray().subarray(0, rows * V);
+    const msn = await time(`${kase} naive`, () => {
+      const out = new Float64Array(rows);
+      for (let i = 0; i < rows; i++) {
+        let m = -Infinity; for (let v = 0; v < V; v++) m = Math.max(m, xa[i * V + v]!);
+        let s = 0; for (let v = 0; v < V; v++) s += Math.exp(xa[i * V + v]! - m);
+        out[i] = xa[i * V + tg[i]!]! - m - Math.log(s);
+      }
+      return out;
+    }, { ...ctx, timeMs: Math.min(ctx.timeMs, 500) }, { minIters: 2 });
+    record(ctx, { suite: 'logprobs', case: kase, impl: 'naive', ms: msn * N / rows, bytes, note: 'JS float64 loop, 1 thread (16 rows, scaled)' });
+    if (ctx.ort) {
+      const s = await ctx.ort.InferenceSession.create(peerModel('gather.onnx'), ORT_OPTIONS);
+      const y = new BigInt64Array(N); tg.forEach((t, i) => { y[i] = BigInt(t); });
+      const feeds = { x: new ctx.ort.Tensor('float32', x.toArray(), [N, V]), y: new ctx.ort.Tensor('int64', y, [N, 1]) };
+      const mso = await time(`ort ${kase}`, () => s.run(feeds), ctx);
+      record(ctx, { suite: 'logprobs', case: kase, impl: 'onnxruntime', ms: mso, bytes, note: 'LogSoftmax + GatherElements' });
+    }
+    compare(ctx, 'logprobs', kase, 'naive', 'onnxruntime');
+    x.dispose(); dl.dispose(); r.logprobs.dispose(); r.lse.dispose();
+  }
+  // ---- fused LM head ----
+  {
+    const N = 256, H = 896;
+    const h = Tensor.randn([N, H], { seed: 2 });
+    const w = Tensor.randn([V, H], { seed: 3 });
+    const wbf = w.to('bf16');
+    const tg = new Int32Array(N).map((_, i) => (i * 31) % V);
+    const dl = Tensor.from(new Float32Array(N).fill(1));
+    const dW = Tensor.zeros([V, H]);
+    const fwd = `lmhead ${N}x${H}x${V} fwd`, both = `lmhead ${N}x${H}x${V} fwd+bwd`;
+    for (const [impl, wt] of [['videothinker', w], ['videothinker bf16 w', wbf]] as const) {
+      const ms = await time(`${fwd} ${impl}`, () => { const r = linearLogprobsSync(h, wt, tg); r.logprobs.dispose(); r.lse.dispose(); }, ctx);
+      const extra = extraOf(() => { const r = linearLogprobsSync(h, wt, tg); return [r.logprobs, r.lse]; });
+      record(ctx, { suite: 'logprobs', case: fwd, impl, ms, flops: 2 * N * H * V, extraBytes: extra, note: 'no [N, V] tensor' });
+      const msb = await time(`${both} ${impl}`, () => {
+        const r = linearLogprobsSync(h, wt, tg);
+        const b = linearLogprobsBackwardSync(h, wt, tg, r.lse, dl, { dWeight: dW });
+        r.logprobs.dispose(); r.lse.dispose(); b.dHidden.dispose();
+      }, ctx, { minIters: 3 });
+      const extrab = extraOf(() => { const r = linearLogprobsSync(h, wt, tg); const b = linearLogprobsBackwardSync(h, wt, tg, r.lse, dl, { dWeight: dW }); return [r.logprobs, r.lse, b.dHidden]; });
+      record(ctx, { suite: 'logprobs', case: both, impl, ms: msb, flops: 8 * N * H * V, extraBytes: extrab, note: 'backward recomputes the logits tiles (2+6 NHV)' });
+    }
+    // Naive: the unfused sequence of our own kernels, holding the [N, V] logits.
+    const logits = Tensor.empty([N, V]);
+    const unfusedFwd = () => { matmulSync(h, w, { transB: true, out: logits }); return gatherLogprobsSync(logits, tg); };
+    const msn = await time(`${fwd} unfused`, () => { const r = unfusedFwd(); r.logprobs.dispose(); r.lse.dispose(); }, ctx);
+    record(ctx, { suite: 'logprobs', case: fwd, impl: 'unfused', ms: msn, flops: 2 * N * H * V, extraBytes: N * V * 4, note: 'BLAS matmul + gather: holds the logits' });
+    const dH = Tensor.empty([N, H]);
+    const msnb = await time(`${both} unfused`, () => {
+      const r = unfusedFwd();
+      gatherLogprobsBackwardSync(logits, tg, r.lse, dl, { out: logits });
+      matmulSync(logits, w, { out: dH });
+      matmulSync(logits, h, { transA: true, out: dW });
+      r.logprobs.dispose(); r.lse.dispose();
+    }, ctx, { minIters: 3 });
+    record(ctx, { suite: 'logprobs', case: both, impl: 'unfused', ms: msnb, flops: 6 * N * H * V, extraBytes: N * V * 4, note: 'keeps the logits: 6 NHV flops' });
+    if (ctx.ort) {
+      const s = await ctx.ort.InferenceSession.create(peerModel('lmhead.onnx'), ORT_OPTIONS);
+      const y = new BigInt64Array(N); tg.forEach((t, i) => { y[i] = BigInt(t); });
+      using wT = w.transpose().contiguous();  // the graph takes w as [H, V]
+      const feeds = { h: new ctx.ort.Tensor('float32', h.toArray(), [N, H]), w: new ctx.ort.Tensor('float32', wT.toArray(), [H, V]), y: new ctx.ort.Tensor('int64', y, [N, 1]) };
+      const mso = await time(`ort ${fwd}`, () => s.run(feeds), ctx);
+      record(ctx, { suite: 'logprobs', case: fwd, impl: 'onnxruntime', ms: mso, flops: 2 * N * H * V, note: 'MatMul + LogSoftmax + GatherElements' });
+    }
+    compare(ctx, 'logprobs', fwd, 'unfused', 'onnxruntime');
+    compare(ctx, 'logprobs', both, 'unfused', null);
+    for (const t of [h, w, wbf, dl, dW, logits, dH]) t.dispose();
+  }
+}
