@@ -1,0 +1,280 @@
+// Qwen2.5-VL CPU operators (qwen_ops.h): scalar reference paths, run-time ISA dispatch, and the
+// fused decoder layer stack that one forward or decode step runs as a single native job.
+#include "qwen_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../core/gemm.h"
+#include "../core/half.h"
+#include "../core/parallel.h"
+#include "../core/simd.h"
+#include "../core/storage.h"
+
+namespace vt {
+namespace qwen {
+
+namespace {
+inline float load1(const void* w, DType dt, int64_t i) {
+  if (dt == DType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(w)[i]);
+  if (dt == DType::F16) return f16_to_f32(static_cast<const uint16_t*>(w)[i]);
+  return static_cast<const float*>(w)[i];
+}
+inline const void* row_ptr(const void* w, DType dt, int64_t n, int64_t K) {
+  return static_cast<const char*>(w) + n * K * int64_t(dtype_size(dt));
+}
+}  // namespace
+
+// ---- scalar paths ----------------------------------------------------------------------------
+void gemv_rows_scalar(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt, int64_t K,
+                      int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; n++) {
+    const void* wr = row_ptr(w, wdt, n, K);
+    for (int64_t t = 0; t < T; t++) {
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 8 <= K; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += load1(wr, wdt, i + l) * x[t * ldx + i + l];
+      float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      for (; i < K; i++) s += load1(wr, wdt, i) * x[t * ldx + i];
+      y[t * ldy + n] = s;
+    }
+  }
+}
+void widen_rows_scalar(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; n++) {
+    const void* wr = row_ptr(w, wdt, n, K);
+    for (int64_t i = 0; i < K; i++) dst[(n - n0) * K + i] = load1(wr, wdt, i);
+  }
+}
+float dot_scalar(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+void axpy_scalar(float* y, float a, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+double sumsq_scalar(const float* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += double(x[i]) * x[i];
+  return s;
+}
+
+// ---- dispatch --------------------------------------------------------------------------------
+namespace {
+void gemv_rows(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt, int64_t K,
+               int64_t n0, int64_t n1) {
+  if (cpu().use_avx512) gemv_rows_avx512(y, ldy, x, ldx, T, w, wdt, K, n0, n1);
+  else if (cpu().use_avx2) gemv_rows_avx2(y, ldy, x, ldx, T, w, wdt, K, n0, n1);
+  else gemv_rows_scalar(y, ldy, x, ldx, T, w, wdt, K, n0, n1);
+}
+void widen_rows(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1) {
+  if (cpu().use_avx512) widen_rows_avx512(dst, w, wdt, K, n0, n1);
+  else if (cpu().use_avx2) widen_rows_avx2(dst, w, wdt, K, n0, n1);
+  else widen_rows_scalar(dst, w, wdt, K, n0, n1);
+}
+float dot(const float* a, const float* b, int64_t n) {
+  return cpu().use_avx512 ? dot_avx512(a, b, n) : cpu().use_avx2 ? dot_avx2(a, b, n) : dot_scalar(a, b, n);
+}
+void axpy(float* y, float a, const float* x, int64_t n) {
+  if (cpu().use_avx512) axpy_avx512(y, a, x, n);
+  else if (cpu().use_avx2) axpy_avx2(y, a, x, n);
+  else axpy_scalar(y, a, x, n);
+}
+double sumsq(const float* x, int64_t n) {
+  return cpu().use_avx512 ? sumsq_avx512(x, n) : cpu().use_avx2 ? sumsq_avx2(x, n) : sumsq_scalar(x, n);
+}
+
+// Up to this many rows the weights are streamed once through the GEMV (decode and short
+// prompts); beyond it, blocks of 64 weight rows are widened to f32 and multiplied by the
+// builtin GEMM, whose FLOP rate then dominates the one-time widening.
+constexpr int64_t kGemvMaxRows = 8;
+constexpr int64_t kGemmBlockN = 64;
+}  // namespace
+
+void linear(float* y, const float* x, const void* w, DType wdt, const void* b, DType bdt, int64_t T, int64_t K,
+            int64_t N) {
+  if (T <= 0 || N <= 0) return;
+  if (T <= kGemvMaxRows) {
+    // Grain: 16 rows of K weights keeps each thread's share large enough to amortise the split.
+    parallel_for(N, 16, [&](int64_t n0, int64_t n1) { gemv_rows(y, N, x, K, T, w, wdt, K, n0, n1); });
+  } else {
+    const int nth = num_threads();
+    std::vector<ScratchBuffer<float>> scratch(static_cast<size_t>(std::max(nth, 1)));
+    const int64_t nblocks = (N + kGemmBlockN - 1) / kGemmBlockN;
+    parallel_chunks(nblocks, 1, [&](int64_t b0, int64_t b1, int tid) {
+      ScratchBuffer<float>& s = scratch[static_cast<size_t>(tid)];
+      if (s.size() == 0) s.reset(static_cast<size_t>(kGemmBlockN * K));
+      for (int64_t blk = b0; blk < b1; blk++) {
+        const int64_t n0 = blk * kGemmBlockN, n1 = std::min(N, n0 + kGemmBlockN);
+        widen_rows(s.data(), w, wdt, K, n0, n1);
+        sgemm_serial(false, true, T, n1 - n0, K, 1.0f, x, K, s.data(), K, 0.0f, y + n0, N);
+      }
+    });
+  }
+  if (b) {
+    std::vector<float> bb(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; n++) bb[static_cast<size_t>(n)] = load1(b, bdt, n);
+    parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; t++)
+        for (int64_t n = 0; n < N; n++) y[t * N + n] += bb[static_cast<size_t>(n)];
+    });
+  }
+}
+
+void rms_norm(float* y, const float* x, const void* w, DType wdt, float eps, int64_t T, int64_t C) {
+  std::vector<float> ww(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; c++) ww[static_cast<size_t>(c)] = load1(w, wdt, c);
+  parallel_for(T, 16, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const float* xr = x + t * C;
+      float* yr = y + t * C;
+      const float r = float(1.0 / std::sqrt(sumsq(xr, C) / double(C) + double(eps)));
+      for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] * r) * ww[static_cast<size_t>(c)];
+    }
+  });
+}
+
+void rope(float* x, const int32_t* pos, const float* inv_freq, const int32_t* sections, int S, int64_t T, int64_t H,
+          int64_t D) {
+  const int64_t half = D / 2;
+  std::vector<int> stream(static_cast<size_t>(half), 0);
+  {
+    int64_t j = 0;
+    for (int s = 0; s < S; s++)
+      for (int32_t c = 0; c < sections[s] && j < half; c++) stream[static_cast<size_t>(j++)] = s;
+  }
+  parallel_for(T, 8, [&](int64_t t0, int64_t t1) {
+    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    for (int64_t t = t0; t < t1; t++) {
+      for (int64_t j = 0; j < half; j++) {
+        const double a = double(pos[int64_t(stream[static_cast<size_t>(j)]) * T + t]) * double(inv_freq[j]);
+        cs[static_cast<size_t>(j)] = float(std::cos(a));
+        sn[static_cast<size_t>(j)] = float(std::sin(a));
+      }
+      for (int64_t h = 0; h < H; h++) {
+        float* r = x + (t * H + h) * D;
+        for (int64_t j = 0; j < half; j++) {
+          const float a = r[j], b = r[j + half];
+          r[j] = a * cs[static_cast<size_t>(j)] - b * sn[static_cast<size_t>(j)];
+          r[j + half] = b * cs[static_cast<size_t>(j)] + a * sn[static_cast<size_t>(j)];
+        }
+      }
+    }
+  });
+}
+
+void swiglu(float* y, const float* g, int64_t ldg, const float* u, int64_t ldu, int64_t T, int64_t F) {
+  parallel_for(T, 4, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++)
+      for (int64_t f = 0; f < F; f++) {
+        const float gv = g[t * ldg + f];
+        y[t * F + f] = gv / (1.0f + std::exp(-gv)) * u[t * ldu + f];
+      }
+  });
+}
+
+void gelu(float* y, const float* x, int64_t n) {
+  parallel_for(n, 4096, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+  });
+}
+
+void embedding(float* y, const int32_t* ids, const void* table, DType tdt, int64_t T, int64_t C) {
+  parallel_for(T, 16, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) widen_rows(y + t * C, table, tdt, C, ids[t], int64_t(ids[t]) + 1);
+  });
+}
+
+void add_inplace(float* y, const float* x, int64_t n) {
+  parallel_for(n, 8192, [&](int64_t i0, int64_t i1) { axpy(y + i0, 1.0f, x + i0, i1 - i0); });
+}
+
+void attention(float* out, const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+               const int32_t* cu_q, const int32_t* cu_k, int64_t nseq, int64_t Hq, int64_t Hkv, int64_t D,
+               bool causal, float scale, const uint8_t* key_ok) {
+  const int64_t Tq = cu_q[nseq];
+  int64_t maxk = 1;
+  for (int64_t s = 0; s < nseq; s++) maxk = std::max<int64_t>(maxk, cu_k[s + 1] - cu_k[s]);
+  const int64_t group = Hq / Hkv;
+  const int nth = std::max(num_threads(), 1);
+  std::vector<ScratchBuffer<float>> scratch(static_cast<size_t>(nth));
+  // Work item: (query token, head); items of one token are adjacent so a chunk shares q rows.
+  parallel_chunks(Tq * Hq, 8, [&](int64_t i0, int64_t i1, int tid) {
+    ScratchBuffer<float>& p = scratch[static_cast<size_t>(tid)];
+    if (p.size() == 0) p.reset(static_cast<size_t>(maxk));
+    for (int64_t item = i0; item < i1; item++) {
+      const int64_t i = item / Hq, h = item % Hq, hk = h / group;
+      const int64_t s = std::upper_bound(cu_q, cu_q + nseq + 1, int32_t(i)) - cu_q - 1;
+      const int64_t lq = cu_q[s + 1] - cu_q[s], k0 = cu_k[s], lk = cu_k[s + 1] - k0;
+      int64_t kend = lk;
+      if (causal) kend = std::min<int64_t>(lk, (i - cu_q[s]) + (lk - lq) + 1);
+      const float* qr = q + i * ldq + h * D;
+      float* o = out + (i * Hq + h) * D;
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < kend; j++) {
+        if (key_ok && !key_ok[k0 + j]) { p[static_cast<size_t>(j)] = -INFINITY; continue; }
+        const float sc = dot(qr, k + (k0 + j) * ldk + hk * D, D) * scale;
+        p[static_cast<size_t>(j)] = sc;
+        mx = std::max(mx, sc);
+      }
+      std::fill(o, o + D, 0.0f);
+      if (mx == -INFINITY) continue;
+      double sum = 0;
+      for (int64_t j = 0; j < kend; j++) {
+        const float e = p[static_cast<size_t>(j)] == -INFINITY ? 0.0f : std::exp(p[static_cast<size_t>(j)] - mx);
+        p[static_cast<size_t>(j)] = e;
+        sum += e;
+      }
+      const float inv = float(1.0 / sum);
+      for (int64_t j = 0; j < kend; j++)
+        if (p[static_cast<size_t>(j)] != 0.0f) axpy(o, p[static_cast<size_t>(j)] * inv, v + (k0 + j) * ldv + hk * D, D);
+    }
+  });
+}
+
+void decoder_layers(float* x, const DecoderLayerW* layers, int64_t nlayers, const DecoderDims& d, const int32_t* pos,
+                    const uint8_t* key_ok, const float* inv_freq, const int32_t* sections) {
+  const int64_t BT = d.B * d.T, C = d.C, QD = d.Hq * d.D, KD = d.Hkv * d.D;
+  ScratchBuffer<float> h(static_cast<size_t>(BT * C)), q(static_cast<size_t>(BT * QD)), k(static_cast<size_t>(BT * KD)), v(static_cast<size_t>(BT * KD)),
+      att(static_cast<size_t>(BT * QD)), o(static_cast<size_t>(BT * C)), g(static_cast<size_t>(BT * d.F)), u(static_cast<size_t>(BT * d.F));
+  const float scale = float(1.0 / std::sqrt(double(d.D)));
+  const int64_t kv_len = d.past + d.T;
+  const int32_t cu_q[2] = {0, int32_t(d.T)};
+  const int32_t cu_k[2] = {0, int32_t(kv_len)};
+  for (int64_t l = 0; l < nlayers; l++) {
+    const DecoderLayerW& L = layers[l];
+    rms_norm(h.data(), x, L.ln1, L.dln1, d.eps, BT, C);
+    linear(q.data(), h.data(), L.wq, L.dwq, L.bq, L.dbq, BT, C, QD);
+    linear(k.data(), h.data(), L.wk, L.dwk, L.bk, L.dbk, BT, C, KD);
+    linear(v.data(), h.data(), L.wv, L.dwv, L.bv, L.dbv, BT, C, KD);
+    rope(q.data(), pos, inv_freq, sections, 3, BT, d.Hq, d.D);
+    rope(k.data(), pos, inv_freq, sections, 3, BT, d.Hkv, d.D);
+    for (int64_t b = 0; b < d.B; b++) {
+      float* kc = L.kcache + b * d.max_len * KD;
+      float* vc = L.vcache + b * d.max_len * KD;
+      std::memcpy(kc + d.past * KD, k.data() + b * d.T * KD, static_cast<size_t>(d.T * KD) * sizeof(float));
+      std::memcpy(vc + d.past * KD, v.data() + b * d.T * KD, static_cast<size_t>(d.T * KD) * sizeof(float));
+      attention(att.data() + b * d.T * QD, q.data() + b * d.T * QD, QD, kc, KD, vc, KD, cu_q, cu_k, 1, d.Hq, d.Hkv, d.D,
+                true, scale, key_ok ? key_ok + b * d.max_len : nullptr);
+    }
+    linear(o.data(), att.data(), L.wo, L.dwo, nullptr, DType::F32, BT, QD, C);
+    add_inplace(x, o.data(), BT * C);
+    rms_norm(h.data(), x, L.ln2, L.dln2, d.eps, BT, C);
+    linear(g.data(), h.data(), L.wg, L.dwg, nullptr, DType::F32, BT, C, d.F);
+    linear(u.data(), h.data(), L.wu, L.dwu, nullptr, DType::F32, BT, C, d.F);
+    swiglu(g.data(), g.data(), d.F, u.data(), d.F, BT, d.F);
+    linear(o.data(), g.data(), L.wd, L.dwd, nullptr, DType::F32, BT, d.F, C);
+    add_inplace(x, o.data(), BT * C);
+  }
+}
+
+}  // namespace qwen
+}  // namespace vt
