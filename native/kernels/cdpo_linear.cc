@@ -100,69 +100,96 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
     q.logp = logp;
     return cdpo_loss_cpu(none.data(), q);
   }
-  // Logit cache of one token block: 56 MiB by default keeps the call under 64 MiB of workspace at
-  // V = 151936 (96 tokens a block) while each pass over the weight serves ~100 tokens.
-  const int64_t cap = std::max<int64_t>(1, std::min<int64_t>(N, p.cache_bytes / (V * int64_t(sizeof(float)))));
-  // Token blocks. Sequence level needs whole completions in a block: pack completions greedily;
-  // a completion longer than a block falls back to a forward-only first pass (two-pass mode).
-  std::vector<int64_t> starts{0};
-  bool two_pass = false;
-  if (lp.seq_level) {
-    const int32_t* off = lp.offsets;
-    for (int64_t i = 0; i < lp.B && !two_pass; ++i) {
-      if (off[i + 1] - off[i] > cap) two_pass = true;
-      else if (off[i + 1] - starts.back() > cap) starts.push_back(off[i]);
-    }
-  }
-  if (!lp.seq_level || two_pass) {
-    // Blocks of a multiple of 32 tokens: OpenBLAS's SkylakeX sgemm runs 20% faster at M = 96 than
-    // at M = 86 (N 256, H 896, V 151936: blocks 96+96+64 take 0.94 s, 86+86+84 take 1.17 s).
-    const int64_t size = cap >= 32 ? cap / 32 * 32 : cap;
-    starts.assign(1, 0);
-    for (int64_t b = size; b < N; b += size) starts.push_back(b);
-  }
-  starts.push_back(N);
-  ScratchBuffer<float> Z{size_t(cap * V)};
-  ScratchBuffer<float> rowinv{size_t(cap)};
+  const int64_t nb_max = std::max<int64_t>(1, std::min(p.token_block, N));
+  const int64_t vc = std::max<int64_t>(1, std::min(p.vocab_chunk, V));
+  const int64_t nchunks = (V + vc - 1) / vc;
+  const int64_t tile = nb_max * vc;  // floats of one logits tile
+  // The tiles the budget holds besides the working one: the last `ncache` chunks of the forward
+  // pass stay cached and the backward starts with them.
+  const int64_t ncache = std::max<int64_t>(0, std::min<int64_t>(nchunks, p.cache_bytes / (tile * int64_t(sizeof(float))) - 1));
+  const int64_t nblocks = (N + nb_max - 1) / nb_max;
+  // Sequence level over several token blocks: every log-prob is needed before any gradient, so
+  // all forwards run first (the last block keeps its cache).
+  const bool two_pass = lp.seq_level && nblocks > 1;
+  ScratchBuffer<float> work{size_t(tile)};
+  ScratchBuffer<float> cache{size_t(std::max<int64_t>(ncache, 1) * tile)};
+  ScratchBuffer<float> cmax{size_t(std::max<int64_t>(ncache, 1) * nb_max)};  // per cached chunk and row: its max
+  ScratchBuffer<float> rmax{size_t(nb_max)};
+  ScratchBuffer<double> rsum{size_t(nb_max)};
+  ScratchBuffer<float> lse{size_t(nb_max)};
   ScratchBuffer<float> dlogp{size_t(N)};
   CdpoBlockGrad grad(lp);
 
-  // Forward of one block: Z = h W^T / T, then exp(Z - max) in place; logp and 1/sum per row.
-  auto forward = [&](int64_t b, int64_t nb) {
-    sgemm(false, true, nb, V, H, invT, p.hidden + b * H, H, p.weight, H, 0.0f, Z.data(), V);
-    parallel_for(nb, 1, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        float* z = Z.data() + r * V;
-        const float zt = z[p.targets[b + r]];
-        const float m = detail::cdpo_row_max(z, V);
-        const double s = detail::cdpo_row_exp_sum(z, V, m);
-        logp[b + r] = float(double(zt - m) - std::log(s));
-        rowinv[r] = float(1.0 / s);
-      }
-    });
+  auto tile_of = [&](int64_t c) -> float* { return c >= nchunks - ncache ? cache.data() + (c - (nchunks - ncache)) * tile : work.data(); };
+  // Z (nb, n) = h W_c^T / T for the rows [c0, c0 + n) of the weight.
+  auto logits = [&](int64_t b, int64_t nb, int64_t c, float* z) {
+    const int64_t c0 = c * vc, n = std::min(vc, V - c0);
+    sgemm(false, true, nb, n, H, invT, p.hidden + b * H, H, p.weight + c0 * H, H, 0.0f, z, n);
   };
-  const size_t nblocks = starts.size() - 1;
+  // Forward of one token block: online log-sum-exp over the chunks in chunk order.
+  auto forward = [&](int64_t b, int64_t nb) {
+    for (int64_t r = 0; r < nb; ++r) { rmax[r] = -INFINITY; rsum[r] = 0.0; }
+    for (int64_t c = 0; c < nchunks; ++c) {
+      const int64_t c0 = c * vc, n = std::min(vc, V - c0);
+      float* z = tile_of(c);
+      logits(b, nb, c, z);
+      const bool cached = c >= nchunks - ncache;
+      parallel_for(nb, 1, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          float* row = z + r * n;
+          const int64_t t = p.targets[b + r];
+          if (t >= c0 && t < c0 + n) logp[b + r] = row[t - c0];  // z_target for now
+          const float m = detail::cdpo_row_max(row, n);
+          const double s = detail::cdpo_row_exp_sum(row, n, m);
+          if (cached) cmax[(c - (nchunks - ncache)) * nb_max + r] = m;
+          if (m > rmax[r]) { rsum[r] = rsum[r] * std::exp(double(rmax[r]) - double(m)) + s; rmax[r] = m; }
+          else rsum[r] += s * std::exp(double(m) - double(rmax[r]));
+        }
+      });
+    }
+    for (int64_t r = 0; r < nb; ++r) {
+      lse[r] = float(double(rmax[r]) + std::log(rsum[r]));
+      logp[b + r] = float(double(logp[b + r]) - double(rmax[r]) - std::log(rsum[r]));
+    }
+  };
+  // Backward of one token block (its lse in `lse`): cached chunks first, the others recomputed.
+  auto backward = [&](int64_t b, int64_t nb, bool first_block) {
+    for (int64_t k = 0; k < nchunks; ++k) {
+      const int64_t c = nchunks - 1 - k, c0 = c * vc, n = std::min(vc, V - c0);
+      const bool cached = c >= nchunks - ncache;
+      float* z = tile_of(c);
+      if (!cached) logits(b, nb, c, z);
+      // dZ = dlogp / T * (onehot - softmax) in place
+      parallel_for(nb, 1, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          float* row = z + r * n;
+          const float g = dlogp[b + r] * invT;
+          if (cached) {
+            const float a = -g * float(std::exp(double(cmax[(c - (nchunks - ncache)) * nb_max + r]) - double(lse[r])));
+            for (int64_t v = 0; v < n; ++v) row[v] *= a;
+          } else {
+            detail::cdpo_row_exp_sum(row, n, lse[r]);
+            for (int64_t v = 0; v < n; ++v) row[v] *= -g;
+          }
+          const int64_t t = p.targets[b + r];
+          if (t >= c0 && t < c0 + n) row[t - c0] += g;
+        }
+      });
+      sgemm(true, false, n, H, nb, 1.0f, z, n, p.hidden + b * H, H, (first_block && !p.accumulate) ? 0.0f : 1.0f, d_weight + c0 * H, H);
+      sgemm(false, false, nb, H, n, 1.0f, z, n, p.weight + c0 * H, H, k == 0 ? 0.0f : 1.0f, d_hidden + b * H, H);
+    }
+  };
   if (two_pass) {
-    for (size_t k = 0; k < nblocks; ++k) forward(starts[k], starts[k + 1] - starts[k]);
+    for (int64_t b = 0; b < N; b += nb_max) forward(b, std::min(nb_max, N - b));
     grad.prepare_sequences(logp);
   }
-  // The two-pass mode walks the blocks backwards: the last block's logits are still in the cache.
-  for (size_t k = 0; k < nblocks; ++k) {
-    const size_t blk = two_pass ? nblocks - 1 - k : k;
-    const int64_t b = starts[blk], nb = starts[blk + 1] - b;
+  // The two-pass mode walks the blocks backwards: the last block's cache (and lse) is current.
+  for (int64_t k = 0; k < nblocks; ++k) {
+    const int64_t blk = two_pass ? nblocks - 1 - k : k;
+    const int64_t b = blk * nb_max, nb = std::min(nb_max, N - b);
     if (!(two_pass && k == 0)) forward(b, nb);
     grad(b, b + nb, logp + b, dlogp.data() + b);
-    // dZ = dlogp / T * (onehot - softmax), in place over the cached exp(Z - max)
-    parallel_for(nb, 1, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        float* z = Z.data() + r * V;
-        const float g = dlogp[b + r] * invT, a = -g * rowinv[r];
-        for (int64_t v = 0; v < V; ++v) z[v] *= a;
-        z[p.targets[b + r]] += g;
-      }
-    });
-    sgemm(false, false, nb, H, V, 1.0f, Z.data(), V, p.weight, H, 0.0f, d_hidden + b * H, H);
-    sgemm(true, false, V, H, nb, 1.0f, Z.data(), V, p.hidden + b * H, H, (k == 0 && !p.accumulate) ? 0.0f : 1.0f, d_weight, H);
+    backward(b, nb, k == 0);
   }
   // The loss and metrics of the gathered log-probs: the same math as cdpoLoss on them.
   CdpoParams q = lp;

@@ -36,8 +36,10 @@ export interface NativeCdpoOptions {
   seqLevel: boolean;
   maxCompletionLength?: number;
   activeTokens?: number;
-  /** linearCdpo, tests only: bytes of the logit cache of a token block. */
+  /** linearCdpo, tests only: bytes of the logits tiles kept from the forward, tokens per block, vocabulary rows per tile. */
   cacheBytes?: number;
+  tokenBlock?: number;
+  vocabChunk?: number;
 }
 
 /** @internal What the native loss returns. */
@@ -400,8 +402,11 @@ function prepareLinear(args: LinearCdpoArgs) {
       if (dWeight.device !== hidden.device) throw new TypeError(`Expected dWeight on ${hidden.device} (the device of hidden) but received one on ${dWeight.device}`);
     }
     const p = prepareCdpoInputs(a, N, hidden.device, owned, 'hidden');
-    const cacheBytes = (a as { _cacheBytes?: unknown })._cacheBytes;  // tests: force small token blocks
-    if (cacheBytes !== undefined) p.opts.cacheBytes = checkInteger('_cacheBytes', cacheBytes, 1);
+    // tests only: small tiles and caches cover the tiling logic
+    const knobs = a as { _cacheBytes?: unknown; _tokenBlock?: unknown; _vocabChunk?: unknown };
+    if (knobs._cacheBytes !== undefined) p.opts.cacheBytes = checkInteger('_cacheBytes', knobs._cacheBytes, 0);
+    if (knobs._tokenBlock !== undefined) p.opts.tokenBlock = checkInteger('_tokenBlock', knobs._tokenBlock, 1);
+    if (knobs._vocabChunk !== undefined) p.opts.vocabChunk = checkInteger('_vocabChunk', knobs._vocabChunk, 1);
     const call = (async: boolean) => native.linearCdpo(h._desc('hidden'), w._desc('weight'), targets._desc('targets'), temperature,
       p.old?._desc('oldLogprobs') ?? null, p.ref?._desc('refLogprobs') ?? null, p.bias?._desc('biasLogprobs') ?? null,
       p.adv._desc('advantages'), p.off._desc('seqOffsets'), p.opts, async, dWeight?._desc('dWeight') ?? null);
@@ -420,9 +425,10 @@ function finishLinear(r: NativeLinearCdpoResult, N: number, H: number, V: number
 }
 
 /**
- * The CDPO loss (cdpoLoss's options) of log-probs that come from an LM head, fused with it: one
- * chunked pass over the weight computes the log-probs, the loss, its gradient and the LM-head
- * backward (dHidden, dWeight), without materialising [N, V] logits. Equals
+ * The CDPO loss (cdpoLoss's options) of log-probs that come from an LM head, fused with it: the
+ * log-probs, the loss, its gradient and the LM-head backward (dHidden, dWeight) in one call,
+ * without materialising [N, V] logits (tiles of 256 tokens x 4096 vocabulary rows; the tiles that
+ * fit in 56 MiB are kept from the forward for the backward, the others recomputed). Equals
  * linearLogprobs + cdpoLoss + linearLogprobsBackward to rounding.
  */
 export async function linearCdpo(args: LinearCdpoArgs): Promise<LinearCdpoResult> {
