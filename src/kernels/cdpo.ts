@@ -428,7 +428,7 @@ function finishLinear(r: NativeLinearCdpoResult, N: number, H: number, V: number
  * The CDPO loss (cdpoLoss's options) of log-probs that come from an LM head, fused with it: the
  * log-probs, the loss, its gradient and the LM-head backward (dHidden, dWeight) in one call,
  * without materialising [N, V] logits (tiles of 256 tokens x 4096 vocabulary rows; the tiles that
- * fit in 56 MiB are kept from the forward for the backward, the others recomputed). Equals
+ * fit in 60 MiB are kept from the forward for the backward, the others recomputed). Equals
  * linearLogprobs + cdpoLoss + linearLogprobsBackward to rounding.
  */
 export async function linearCdpo(args: LinearCdpoArgs): Promise<LinearCdpoResult> {
