@@ -10,8 +10,10 @@ import { CEILINGS, loadOrt, printTable, type Ctx } from './util.js';
 type Suite = { run(ctx: Ctx): Promise<void> };
 const SUITES: Record<string, () => Promise<Suite>> = {
   matmul: () => import('./matmul.js'),
+  attention: () => import('./attention.js'),
   logprobs: () => import('./gather.js'),
   cdpo: () => import('./cdpo.js'),
+  model: () => import('./model.js'),
 };
 
 const args = process.argv.slice(2);

@@ -1,0 +1,125 @@
+// AVX-512 tile kernels of the fused attention (flash_kern.h): a register-blocked small GEMM
+// (4 rows x up to 64 columns, 16 accumulators) and a shifted exp over score rows.
+#include <cmath>
+#include <cstdint>
+
+#include "../core/simd.h"
+#include "flash_kern.h"
+
+#if VT_X86
+#include <immintrin.h>
+
+VT_AVX512_BEGIN
+namespace vt {
+namespace flash {
+namespace detail {
+namespace {
+
+template <int MI, int NV>
+inline void block(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool acc,
+                  __mmask16 last) {
+  __m512 c[MI][NV];
+  for (int r = 0; r < MI; ++r)
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 k = v == NV - 1 ? last : __mmask16(0xFFFF);
+      c[r][v] = acc ? _mm512_maskz_loadu_ps(k, C + r * ldc + 16 * v) : _mm512_setzero_ps();
+    }
+  for (int64_t kk = 0; kk < K; ++kk) {
+    __m512 b[NV];
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 k = v == NV - 1 ? last : __mmask16(0xFFFF);
+      b[v] = _mm512_maskz_loadu_ps(k, B + kk * ldb + 16 * v);
+    }
+    for (int r = 0; r < MI; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + kk]);
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+    }
+  }
+  for (int r = 0; r < MI; ++r)
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 k = v == NV - 1 ? last : __mmask16(0xFFFF);
+      _mm512_mask_storeu_ps(C + r * ldc + 16 * v, k, c[r][v]);
+    }
+}
+
+template <int MI>
+inline void rows(int nv, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                 bool acc, __mmask16 last) {
+  switch (nv) {
+    case 1: return block<MI, 1>(K, A, lda, B, ldb, C, ldc, acc, last);
+    case 2: return block<MI, 2>(K, A, lda, B, ldb, C, ldc, acc, last);
+    case 3: return block<MI, 3>(K, A, lda, B, ldb, C, ldc, acc, last);
+    case 4: return block<MI, 4>(K, A, lda, B, ldb, C, ldc, acc, last);
+    case 5: return block<MI, 5>(K, A, lda, B, ldb, C, ldc, acc, last);
+    default: return block<MI, 6>(K, A, lda, B, ldb, C, ldc, acc, last);
+  }
+}
+
+inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-103.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(0.00829032f);  // 1 + r q(r), relative error < 1e-7 on |r| <= ln2/2
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04189793f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.16667636f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.4999915f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.9999997f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+}  // namespace
+
+void nn_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+               int64_t ldc, bool acc) {
+  // Column blocks of up to 64 (4 rows x 4 vectors), or one block of 65..96 columns (head sizes
+  // 72, 80, 96: 3 rows x 5 vectors or 2 rows x 6), so no narrow tail block wastes the FMAs.
+  for (int64_t j0 = 0; j0 < N;) {
+    const int64_t rest = N - j0;
+    const int64_t nj = rest > 64 && rest <= 96 ? rest : (rest < 64 ? rest : 64);
+    const int nv = int((nj + 15) / 16);
+    const int64_t tail = nj - 16 * (nv - 1);
+    const __mmask16 last = tail == 16 ? __mmask16(0xFFFF) : __mmask16((1u << tail) - 1);
+    const int mi = nv <= 4 ? 4 : nv == 5 ? 3 : 2;
+    int64_t i0 = 0;
+    if (mi == 4)
+      for (; i0 + 4 <= M; i0 += 4) rows<4>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+    else if (mi == 3)
+      for (; i0 + 3 <= M; i0 += 3) rows<3>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+    else
+      for (; i0 + 2 <= M; i0 += 2) rows<2>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+    for (; i0 < M; ++i0) rows<1>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+    j0 += nj;
+  }
+}
+
+float row_max_avx512(const float* s, int64_t n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
+    m = _mm512_max_ps(m, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, s + j));
+  }
+  return _mm512_reduce_max_ps(m);
+}
+
+float exp_shift_avx512(const float* s, float* p, int64_t n, float m) {
+  const __m512 vm = _mm512_set1_ps(m);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
+    const __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, s + j);
+    // -inf scores (masked keys) give exactly 0.
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+    const __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(x, vm)));
+    _mm512_mask_storeu_ps(p + j, k, e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+}  // namespace detail
+}  // namespace flash
+}  // namespace vt
+VT_AVX512_END
+#endif

@@ -1,0 +1,280 @@
+// CPU fused attention (flash.h): FlashAttention-2 tiling over (segment, head, query tile) with an
+// online softmax; backward over (segment, kv head, key tile) so that each thread owns the dK/dV
+// rows it writes, with dQ summed from per-thread partials in a fixed order.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../core/parallel.h"
+#include "../core/simd.h"
+#include "../core/storage.h"
+#include "flash.h"
+#include "flash_kern.h"
+#include "flash_math.h"
+
+namespace vt {
+namespace flash {
+
+void nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+        bool acc) {
+#if VT_X86
+  if (cpu().use_avx512) return detail::nn_avx512(M, N, K, A, lda, B, ldb, C, ldc, acc);
+  if (cpu().use_avx2) return detail::nn_avx2(M, N, K, A, lda, B, ldb, C, ldc, acc);
+#endif
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (!acc) std::fill(c, c + N, 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float a = A[i * lda + k];
+      const float* b = B + k * ldb;
+      for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
+    }
+  }
+}
+
+float row_max(const float* s, int64_t n) {
+#if VT_X86
+  if (cpu().use_avx512) return detail::row_max_avx512(s, n);
+  if (cpu().use_avx2) return detail::row_max_avx2(s, n);
+#endif
+  float m = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j]);
+  return m;
+}
+
+float exp_shift(const float* s, float* p, int64_t n, float m) {
+#if VT_X86
+  if (cpu().use_avx512) return detail::exp_shift_avx512(s, p, n, m);
+  if (cpu().use_avx2) return detail::exp_shift_avx2(s, p, n, m);
+#endif
+  float sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    p[j] = s[j] == -INFINITY ? 0.0f : std::exp(s[j] - m);
+    sum += p[j];
+  }
+  return sum;
+}
+
+}  // namespace flash
+
+namespace {
+
+constexpr int64_t kBr = 64;  // query rows per tile
+constexpr int64_t kBc = 64;  // keys per tile
+
+struct Seg {
+  int64_t q0, Lq, k0, Lk;
+};
+
+Seg seg(const AttnArgs& a, int64_t b) {
+  return {a.cu_q[b], int64_t(a.cu_q[b + 1]) - a.cu_q[b], a.cu_k[b], int64_t(a.cu_k[b + 1]) - a.cu_k[b]};
+}
+
+// Rows [r0, r0 + n) of head h of x [T, H, D] into dst [n, D] (times mul).
+void pack_rows(const float* x, int64_t H, int64_t D, int64_t r0, int64_t n, int64_t h, float mul, float* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* src = x + ((r0 + i) * H + h) * D;
+    float* d = dst + i * D;
+    if (mul == 1.0f)
+      std::memcpy(d, src, size_t(D) * sizeof(float));
+    else
+      for (int64_t t = 0; t < D; ++t) d[t] = src[t] * mul;
+  }
+}
+
+// Rows [r0, r0 + n) of head h of x transposed into dst [D, ld] (columns 0..n).
+void pack_cols(const float* x, int64_t H, int64_t D, int64_t r0, int64_t n, int64_t h, float* dst, int64_t ld) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* src = x + ((r0 + i) * H + h) * D;
+    for (int64_t t = 0; t < D; ++t) dst[t * ld + i] = src[t];
+  }
+}
+
+// Masks score rows s [br, ld] of query tile rows iq0.. against keys kk0..kk0+bc.
+void mask_causal(float* s, int64_t ld, int64_t br, int64_t bc, int64_t iq0, int64_t kk0, const Seg& g, bool causal) {
+  if (!causal) return;
+  for (int64_t i = 0; i < br; ++i) {
+    const int64_t lim = visible_keys(iq0 + i, g.Lq, g.Lk, true) - kk0;
+    for (int64_t j = std::max<int64_t>(lim, 0); j < bc; ++j) s[i * ld + j] = -INFINITY;
+  }
+}
+
+}  // namespace
+
+void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
+  const int64_t D = a.D, group = a.Hq / a.Hkv;
+  // Items: (segment, head, a run of query tiles). The keys of the item's segment are packed
+  // transposed once per item and serve all its query tiles.
+  struct Item {
+    int64_t b, h, qt0, qt1;
+  };
+  std::vector<Item> items;
+  int64_t longest = 0;
+  for (int64_t b = 0; b < a.B; ++b) {
+    const Seg g = seg(a, b);
+    longest = std::max(longest, g.Lk);
+    const int64_t ntiles = (g.Lq + kBr - 1) / kBr;
+    const int64_t run = 8;  // query tiles per item: enough items for the threads, few re-packs
+    for (int64_t h = 0; h < a.Hq; ++h)
+      for (int64_t t = 0; t < ntiles; t += run) items.push_back({b, h, t, std::min(ntiles, t + run)});
+  }
+  const int nth = std::max(1, num_threads());
+  const int64_t ldk = std::max<int64_t>(kBc, (longest + kBc - 1) / kBc * kBc);
+  const size_t per = size_t(kBr * D * 2 + D * ldk + ldk * D + 2 * kBr * kBc);
+  ScratchBuffer<float> scratch(per * size_t(nth));
+  parallel_chunks(int64_t(items.size()), 1, [&](int64_t i0, int64_t i1, int tid) {
+    float* Qs = scratch.data() + per * size_t(tid);
+    float* O = Qs + kBr * D;
+    float* KT = O + kBr * D;   // [D, ldk]: the segment's keys, transposed
+    float* Vr = KT + D * ldk;  // [Lk, D]
+    float* S = Vr + ldk * D;
+    float* P = S + kBr * kBc;
+    OnlineRow row[kBr];
+    for (int64_t it = i0; it < i1; ++it) {
+      const Item& w = items[size_t(it)];
+      const Seg g = seg(a, w.b);
+      const int64_t kvh = w.h / group;
+      const int64_t kneed = visible_keys(std::min(g.Lq, w.qt1 * kBr) - 1, g.Lq, g.Lk, a.causal);
+      pack_cols(a.k, a.Hkv, D, g.k0, kneed, kvh, KT, ldk);
+      pack_rows(a.v, a.Hkv, D, g.k0, kneed, kvh, 1.0f, Vr);
+      for (int64_t qt = w.qt0; qt < w.qt1; ++qt) {
+        const int64_t iq0 = qt * kBr, br = std::min(kBr, g.Lq - iq0);
+        pack_rows(a.q, a.Hq, D, g.q0 + iq0, br, w.h, a.scale, Qs);
+        std::fill(O, O + br * D, 0.0f);
+        for (int64_t i = 0; i < br; ++i) row[i] = {-INFINITY, 0.0f};
+        const int64_t kend = visible_keys(iq0 + br - 1, g.Lq, g.Lk, a.causal);
+        for (int64_t kk0 = 0; kk0 < kend; kk0 += kBc) {
+          const int64_t bc = std::min(kBc, kend - kk0);
+          flash::nn(br, bc, D, Qs, D, KT + kk0, ldk, S, kBc, false);
+          mask_causal(S, kBc, br, bc, iq0, kk0, g, a.causal);
+          for (int64_t i = 0; i < br; ++i) {
+            const float* s = S + i * kBc;
+            const float alpha = online_rescale(row[i], flash::row_max(s, bc));
+            float* o = O + i * D;
+            if (alpha != 1.0f)
+              for (int64_t t = 0; t < D; ++t) o[t] *= alpha;
+            if (row[i].m == -INFINITY)
+              std::fill(P + i * kBc, P + i * kBc + bc, 0.0f);
+            else
+              row[i].l += flash::exp_shift(s, P + i * kBc, bc, row[i].m);
+          }
+          flash::nn(br, D, bc, P, kBc, Vr + kk0 * D, D, O, D, true);
+        }
+        for (int64_t i = 0; i < br; ++i) {
+          const int64_t r = (g.q0 + iq0 + i) * a.Hq + w.h;
+          const float inv = row[i].l > 0.0f ? 1.0f / row[i].l : 0.0f;
+          float* dst = out + r * D;
+          for (int64_t t = 0; t < D; ++t) dst[t] = O[i * D + t] * inv;
+          lse[r] = online_lse(row[i]);
+        }
+      }
+    }
+  });
+}
+
+void attention_backward_cpu(const AttnArgs& a, const float* out, const float* lse, const float* dout, float* dq, float* dk,
+                            float* dv) {
+  const int64_t D = a.D, group = a.Hq / a.Hkv;
+  // D_i = rowsum(dO * O) per (token, head).
+  ScratchBuffer<float> drow(size_t(std::max<int64_t>(a.Tq * a.Hq, 1)));
+  parallel_for(a.Tq * a.Hq, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float s = 0;
+      for (int64_t t = 0; t < D; ++t) s += dout[r * D + t] * out[r * D + t];
+      drow[size_t(r)] = s;
+    }
+  });
+  struct Item {
+    int64_t b, g, kt;
+  };
+  std::vector<Item> items;
+  for (int64_t b = 0; b < a.B; ++b) {
+    const Seg g = seg(a, b);
+    for (int64_t kvh = 0; kvh < a.Hkv; ++kvh)
+      for (int64_t kt = 0; kt * kBc < g.Lk; ++kt) items.push_back({b, kvh, kt});
+  }
+  std::fill(dk, dk + a.Tk * a.Hkv * D, 0.0f);
+  std::fill(dv, dv + a.Tk * a.Hkv * D, 0.0f);
+  const int nth = std::max(1, std::min<int>(num_threads(), int(std::max<size_t>(items.size(), 1))));
+  // dQ: thread 0 adds into dq itself, the others into partials summed in thread order after.
+  const size_t qsize = size_t(a.Tq * a.Hq * D);
+  ScratchBuffer<float> dq_part(qsize * size_t(nth - 1));
+  std::fill(dq, dq + qsize, 0.0f);
+  if (nth > 1) std::fill(dq_part.data(), dq_part.data() + dq_part.size(), 0.0f);
+  const size_t per = size_t(D * kBc * 2 + kBc * D + kBr * D * 2 + 4 * kBr * kBc + 2 * kBc * D);
+  ScratchBuffer<float> scratch(per * size_t(nth));
+  parallel_run(nth, [&](int tid, int nt) {
+    float* KT = scratch.data() + per * size_t(tid);
+    float* VT = KT + D * kBc;
+    float* Kr = VT + D * kBc;
+    float* Qs = Kr + kBc * D;
+    float* dO = Qs + kBr * D;
+    float* S = dO + kBr * D;
+    float* P = S + kBr * kBc;
+    float* PT = P + kBr * kBc;
+    float* dP = PT + kBr * kBc;
+    float* dK = dP + kBr * kBc;
+    float* dV = dK + kBc * D;
+    float* dqt = tid == 0 ? dq : dq_part.data() + qsize * size_t(tid - 1);
+    for (size_t it = size_t(tid); it < items.size(); it += size_t(nt)) {
+      const Item& w = items[it];
+      const Seg g = seg(a, w.b);
+      const int64_t kk0 = w.kt * kBc, bc = std::min(kBc, g.Lk - kk0);
+      pack_cols(a.k, a.Hkv, D, g.k0 + kk0, bc, w.g, KT, kBc);
+      pack_cols(a.v, a.Hkv, D, g.k0 + kk0, bc, w.g, VT, kBc);
+      pack_rows(a.k, a.Hkv, D, g.k0 + kk0, bc, w.g, 1.0f, Kr);
+      std::fill(dK, dK + bc * D, 0.0f);
+      std::fill(dV, dV + bc * D, 0.0f);
+      // Query rows that can see key kk0: iq >= kk0 - (Lk - Lq) when causal.
+      const int64_t first_q = a.causal ? std::max<int64_t>(0, kk0 - (g.Lk - g.Lq)) : 0;
+      for (int64_t h = w.g * group; h < (w.g + 1) * group; ++h) {
+        for (int64_t iq0 = (first_q / kBr) * kBr; iq0 < g.Lq; iq0 += kBr) {
+          const int64_t br = std::min(kBr, g.Lq - iq0);
+          pack_rows(a.q, a.Hq, D, g.q0 + iq0, br, h, a.scale, Qs);
+          pack_rows(dout, a.Hq, D, g.q0 + iq0, br, h, 1.0f, dO);
+          flash::nn(br, bc, D, Qs, D, KT, kBc, S, kBc, false);
+          mask_causal(S, kBc, br, bc, iq0, kk0, g, a.causal);
+          for (int64_t i = 0; i < br; ++i) {
+            const float l = lse[(g.q0 + iq0 + i) * a.Hq + h];
+            if (l == -INFINITY)
+              std::fill(P + i * kBc, P + i * kBc + bc, 0.0f);
+            else
+              flash::exp_shift(S + i * kBc, P + i * kBc, bc, l);
+          }
+          // dV += P^T dO
+          for (int64_t i = 0; i < br; ++i)
+            for (int64_t j = 0; j < bc; ++j) PT[j * kBr + i] = P[i * kBc + j];
+          flash::nn(bc, D, br, PT, kBr, dO, D, dV, D, true);
+          // dP = dO V^T; dS = P (dP - D_i)
+          flash::nn(br, bc, D, dO, D, VT, kBc, dP, kBc, false);
+          for (int64_t i = 0; i < br; ++i) {
+            const float di = drow[size_t((g.q0 + iq0 + i) * a.Hq + h)];
+            for (int64_t j = 0; j < bc; ++j) {
+              const float ds = score_grad(P[i * kBc + j], dP[i * kBc + j], di);
+              dP[i * kBc + j] = ds;
+              PT[j * kBr + i] = ds;
+            }
+          }
+          // dK += dS^T (scale Q); dQ += dS K (scaled at the end)
+          flash::nn(bc, D, br, PT, kBr, Qs, D, dK, D, true);
+          flash::nn(br, D, bc, dP, kBc, Kr, D, dqt + ((g.q0 + iq0) * a.Hq + h) * D, a.Hq * D, true);
+        }
+      }
+      for (int64_t j = 0; j < bc; ++j) {
+        const int64_t r = ((g.k0 + kk0 + j) * a.Hkv + w.g) * D;
+        std::memcpy(dk + r, dK + j * D, size_t(D) * sizeof(float));
+        std::memcpy(dv + r, dV + j * D, size_t(D) * sizeof(float));
+      }
+    }
+  });
+  parallel_for(int64_t(qsize), 4096, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float s = dq[r];
+      for (int t = 1; t < nth; ++t) s += dq_part[qsize * size_t(t - 1) + size_t(r)];
+      dq[r] = s * a.scale;
+    }
+  });
+}
+
+}  // namespace vt
