@@ -411,11 +411,12 @@ test('linearCdpo tiling: token blocks, vocabulary chunks, cached tiles (none, so
     using hidden = Tensor.from(h, [N, H]);
     using weight = Tensor.from(w, [V, H]);
     const a = args(c);
-    // [tokens per block, vocabulary rows per tile, tiles cached]: one tile; 7-row tiles (the last one 5 rows)
-    // with none / 3 / all 9 cached; blocks of 5 and 1 tokens (several blocks: the two-pass mode at sequence level)
+    // [tokens per block, vocabulary rows per tile, tiles kept from the forward (at least 1)]: one tile;
+    // 7-row tiles (the last one 5 rows) with 1 / 3 / all 9 kept; blocks of 5 and 1 tokens (several
+    // blocks: the two-pass mode at sequence level)
     const tilings: [number, number, number][] = [[N, V, 0], [N, 7, 0], [N, 7, 3], [N, 7, 9], [5, 16, 2], [1, 7, 9], [8, 61, 1]];
     const results = tilings.map(([tokens, vocab, cached]) => {
-      const _cacheBytes = (cached + 1) * Math.min(tokens, N) * Math.min(vocab, V) * 4;
+      const _cacheBytes = cached * Math.min(tokens, N) * Math.min(vocab, V) * 4;
       const r = linearCdpoSync({ ...a, hidden, weight, targets: tg, logprobs: undefined, _tokenBlock: tokens, _vocabChunk: vocab, _cacheBytes } as unknown as LinearCdpoArgs);
       const what = `${importanceSampling} tiling ${tokens}x${vocab} cached ${cached}`;
       assertRel(f32(r.logprobs), want.logp, 1e-5, `${what}: logprobs`);

@@ -104,23 +104,23 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
   const int64_t vc = std::max<int64_t>(1, std::min(p.vocab_chunk, V));
   const int64_t nchunks = (V + vc - 1) / vc;
   const int64_t tile = nb_max * vc;  // floats of one logits tile
-  // The tiles the budget holds besides the working one: the last `ncache` chunks of the forward
-  // pass stay cached and the backward starts with them.
-  const int64_t ncache = std::max<int64_t>(0, std::min<int64_t>(nchunks, p.cache_bytes / (tile * int64_t(sizeof(float))) - 1));
+  // The tiles the budget holds: the forward computes chunks [0, first_kept) in slot 0 and leaves
+  // the last nslots chunks (slot 0 included) in place; the backward starts with those.
+  const int64_t nslots = std::max<int64_t>(1, std::min<int64_t>(nchunks, p.cache_bytes / (tile * int64_t(sizeof(float)))));
+  const int64_t first_kept = nchunks - nslots;
   const int64_t nblocks = (N + nb_max - 1) / nb_max;
   // Sequence level over several token blocks: every log-prob is needed before any gradient, so
   // all forwards run first (the last block keeps its cache).
   const bool two_pass = lp.seq_level && nblocks > 1;
-  ScratchBuffer<float> work{size_t(tile)};
-  ScratchBuffer<float> cache{size_t(std::max<int64_t>(ncache, 1) * tile)};
-  ScratchBuffer<float> cmax{size_t(std::max<int64_t>(ncache, 1) * nb_max)};  // per cached chunk and row: its max
+  ScratchBuffer<float> slots{size_t(nslots * tile)};
+  ScratchBuffer<float> cmax{size_t(nslots * nb_max)};  // per kept chunk and row: its max
   ScratchBuffer<float> rmax{size_t(nb_max)};
   ScratchBuffer<double> rsum{size_t(nb_max)};
   ScratchBuffer<float> lse{size_t(nb_max)};
   ScratchBuffer<float> dlogp{size_t(N)};
   CdpoBlockGrad grad(lp);
 
-  auto tile_of = [&](int64_t c) -> float* { return c >= nchunks - ncache ? cache.data() + (c - (nchunks - ncache)) * tile : work.data(); };
+  auto slot_of = [&](int64_t c) -> int64_t { return c > first_kept ? c - first_kept : 0; };
   // Z (nb, n) = h W_c^T / T for the rows [c0, c0 + n) of the weight.
   auto logits = [&](int64_t b, int64_t nb, int64_t c, float* z) {
     const int64_t c0 = c * vc, n = std::min(vc, V - c0);
@@ -131,9 +131,9 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
     for (int64_t r = 0; r < nb; ++r) { rmax[r] = -INFINITY; rsum[r] = 0.0; }
     for (int64_t c = 0; c < nchunks; ++c) {
       const int64_t c0 = c * vc, n = std::min(vc, V - c0);
-      float* z = tile_of(c);
+      float* z = slots.data() + slot_of(c) * tile;
       logits(b, nb, c, z);
-      const bool cached = c >= nchunks - ncache;
+      const bool kept = c >= first_kept;
       parallel_for(nb, 1, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           float* row = z + r * n;
@@ -141,7 +141,7 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
           if (t >= c0 && t < c0 + n) logp[b + r] = row[t - c0];  // z_target for now
           const float m = detail::cdpo_row_max(row, n);
           const double s = detail::cdpo_row_exp_sum(row, n, m);
-          if (cached) cmax[(c - (nchunks - ncache)) * nb_max + r] = m;
+          if (kept) cmax[slot_of(c) * nb_max + r] = m;
           if (m > rmax[r]) { rsum[r] = rsum[r] * std::exp(double(rmax[r]) - double(m)) + s; rmax[r] = m; }
           else rsum[r] += s * std::exp(double(m) - double(rmax[r]));
         }
@@ -156,16 +156,16 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
   auto backward = [&](int64_t b, int64_t nb, bool first_block) {
     for (int64_t k = 0; k < nchunks; ++k) {
       const int64_t c = nchunks - 1 - k, c0 = c * vc, n = std::min(vc, V - c0);
-      const bool cached = c >= nchunks - ncache;
-      float* z = tile_of(c);
-      if (!cached) logits(b, nb, c, z);
+      const bool kept = c >= first_kept;
+      float* z = slots.data() + slot_of(c) * tile;
+      if (!kept) logits(b, nb, c, z);
       // dZ = dlogp / T * (onehot - softmax) in place
       parallel_for(nb, 1, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           float* row = z + r * n;
           const float g = dlogp[b + r] * invT;
-          if (cached) {
-            const float a = -g * float(std::exp(double(cmax[(c - (nchunks - ncache)) * nb_max + r]) - double(lse[r])));
+          if (kept) {
+            const float a = -g * float(std::exp(double(cmax[slot_of(c) * nb_max + r]) - double(lse[r])));
             for (int64_t v = 0; v < n; ++v) row[v] *= a;
           } else {
             detail::cdpo_row_exp_sum(row, n, lse[r]);

@@ -7,8 +7,8 @@
 // soon as a token block's log-probs are known its dL/dlogp follows (CdpoBlockGrad) and the
 // backward can start. CPU: tiles of 256 tokens x 4096 vocabulary rows; the forward walks the
 // chunks with an online log-sum-exp and keeps the last tiles that fit in 60 MiB; the backward
-// starts with those (no recomputed logits) and recomputes the rest. At N 256, V 151936 that is 14
-// of 38 tiles: 3.63 GEMM volumes instead of the unfused sequence's 4. (Caching whole rows of 96
+// starts with those (no recomputed logits) and recomputes the rest. At N 256, V 151936 that is 15
+// of 38 tiles: 3.6 GEMM volumes instead of the unfused sequence's 4. (Caching whole rows of 96
 // tokens instead, 3 volumes but GEMMs at M = 96, measured 0.96x the unfused sequence.)
 // Sequence-level importance sampling needs the completion's mean log-ratio: with several token
 // blocks every forward runs first (prepare_sequences), the last block keeping its cache.
@@ -49,7 +49,7 @@ struct LinearCdpoParams {
   // rows (a logits tile); cache_bytes bounds the tiles kept from the forward for the backward.
   int64_t token_block = 256;
   int64_t vocab_chunk = 4096;
-  int64_t cache_bytes = int64_t(60) << 20;  // 15 tiles of 4 MiB: 60.0 MiB of workspace in all at N 256
+  int64_t cache_bytes = int64_t(60) << 20;  // 15 tiles of 4 MiB at N 256: 60.0 MiB of workspace in all
   CdpoParams loss;                  // N, B and the loss inputs; loss.logp is not read
 };
 
