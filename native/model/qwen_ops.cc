@@ -3,6 +3,9 @@
 #include "qwen_ops.h"
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
+#include <thread>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -197,83 +200,242 @@ void add_inplace(float* y, const float* x, int64_t n) {
   parallel_for(n, 8192, [&](int64_t i0, int64_t i1) { axpy(y + i0, 1.0f, x + i0, i1 - i0); });
 }
 
+namespace {
+struct AttnArgs {
+  float* out;
+  const float *q, *k, *v;
+  int64_t ldq, ldk, ldv;
+  const int32_t *cu_q, *cu_k;
+  int64_t nseq, Hq, Hkv, D;
+  bool causal;
+  float scale;
+  const uint8_t* key_ok;
+};
+// Work items [i0, i1) of (query token, head), items of one token adjacent; p holds the scores
+// of one row (max key length).
+void attend_items(const AttnArgs& a, int64_t i0, int64_t i1, float* p) {
+  const int64_t group = a.Hq / a.Hkv, D = a.D;
+  for (int64_t item = i0; item < i1; item++) {
+    const int64_t i = item / a.Hq, h = item % a.Hq, hk = h / group;
+    const int64_t s = std::upper_bound(a.cu_q, a.cu_q + a.nseq + 1, int32_t(i)) - a.cu_q - 1;
+    const int64_t lq = a.cu_q[s + 1] - a.cu_q[s], k0 = a.cu_k[s], lk = a.cu_k[s + 1] - k0;
+    int64_t kend = lk;
+    if (a.causal) kend = std::min<int64_t>(lk, (i - a.cu_q[s]) + (lk - lq) + 1);
+    const float* qr = a.q + i * a.ldq + h * D;
+    float* o = a.out + (i * a.Hq + h) * D;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < kend; j++) {
+      if (a.key_ok && !a.key_ok[k0 + j]) { p[j] = -INFINITY; continue; }
+      const float sc = dot(qr, a.k + (k0 + j) * a.ldk + hk * D, D) * a.scale;
+      p[j] = sc;
+      mx = std::max(mx, sc);
+    }
+    std::fill(o, o + D, 0.0f);
+    if (mx == -INFINITY) continue;
+    double sum = 0;
+    for (int64_t j = 0; j < kend; j++) {
+      const float e = p[j] == -INFINITY ? 0.0f : std::exp(p[j] - mx);
+      p[j] = e;
+      sum += e;
+    }
+    const float inv = float(1.0 / sum);
+    for (int64_t j = 0; j < kend; j++)
+      if (p[j] != 0.0f) axpy(o, p[j] * inv, a.v + (k0 + j) * a.ldv + hk * D, D);
+  }
+}
+}  // namespace
+
 void attention(float* out, const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
                const int32_t* cu_q, const int32_t* cu_k, int64_t nseq, int64_t Hq, int64_t Hkv, int64_t D,
                bool causal, float scale, const uint8_t* key_ok) {
-  const int64_t Tq = cu_q[nseq];
+  const AttnArgs a{out, q, k, v, ldq, ldk, ldv, cu_q, cu_k, nseq, Hq, Hkv, D, causal, scale, key_ok};
   int64_t maxk = 1;
   for (int64_t s = 0; s < nseq; s++) maxk = std::max<int64_t>(maxk, cu_k[s + 1] - cu_k[s]);
-  const int64_t group = Hq / Hkv;
   const int nth = std::max(num_threads(), 1);
   std::vector<ScratchBuffer<float>> scratch(static_cast<size_t>(nth));
-  // Work item: (query token, head); items of one token are adjacent so a chunk shares q rows.
-  parallel_chunks(Tq * Hq, 8, [&](int64_t i0, int64_t i1, int tid) {
+  parallel_chunks(cu_q[nseq] * Hq, 8, [&](int64_t i0, int64_t i1, int tid) {
     ScratchBuffer<float>& p = scratch[static_cast<size_t>(tid)];
     if (p.size() == 0) p.reset(static_cast<size_t>(maxk));
-    for (int64_t item = i0; item < i1; item++) {
-      const int64_t i = item / Hq, h = item % Hq, hk = h / group;
-      const int64_t s = std::upper_bound(cu_q, cu_q + nseq + 1, int32_t(i)) - cu_q - 1;
-      const int64_t lq = cu_q[s + 1] - cu_q[s], k0 = cu_k[s], lk = cu_k[s + 1] - k0;
-      int64_t kend = lk;
-      if (causal) kend = std::min<int64_t>(lk, (i - cu_q[s]) + (lk - lq) + 1);
-      const float* qr = q + i * ldq + h * D;
-      float* o = out + (i * Hq + h) * D;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < kend; j++) {
-        if (key_ok && !key_ok[k0 + j]) { p[static_cast<size_t>(j)] = -INFINITY; continue; }
-        const float sc = dot(qr, k + (k0 + j) * ldk + hk * D, D) * scale;
-        p[static_cast<size_t>(j)] = sc;
-        mx = std::max(mx, sc);
-      }
-      std::fill(o, o + D, 0.0f);
-      if (mx == -INFINITY) continue;
-      double sum = 0;
-      for (int64_t j = 0; j < kend; j++) {
-        const float e = p[static_cast<size_t>(j)] == -INFINITY ? 0.0f : std::exp(p[static_cast<size_t>(j)] - mx);
-        p[static_cast<size_t>(j)] = e;
-        sum += e;
-      }
-      const float inv = float(1.0 / sum);
-      for (int64_t j = 0; j < kend; j++)
-        if (p[static_cast<size_t>(j)] != 0.0f) axpy(o, p[static_cast<size_t>(j)] * inv, v + (k0 + j) * ldv + hk * D, D);
-    }
+    attend_items(a, i0, i1, p.data());
   });
 }
 
+namespace {
+// A spinning barrier for the threads of one parallel_run region: decode runs ~15 dependent
+// steps per layer, and waking the pool's workers through a condition variable for each cost
+// more than the step itself (measured: 48 ms of 58 ms per 0.5B token went to the 24 layers
+// whose weights stream in ~26 ms).
+class SpinBarrier {
+ public:
+  // n: the region's thread count (every caller passes the same).
+  void wait(int n) {
+    if (n <= 1) return;
+    const int g = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    for (int spins = 0; gen_.load(std::memory_order_acquire) == g; spins++)
+      if (spins > 2000) std::this_thread::yield();
+  }
+
+ private:
+  std::atomic<int> count_{0}, gen_{0};
+};
+
+inline void split(int64_t n, int tid, int nth, int64_t align, int64_t& b, int64_t& e) {
+  const int64_t units = (n + align - 1) / align;
+  const int64_t per = units / nth, rem = units % nth;
+  const int64_t ub = tid * per + std::min<int64_t>(tid, rem), ue = ub + per + (tid < rem ? 1 : 0);
+  b = std::min(n, ub * align);
+  e = std::min(n, ue * align);
+}
+
+// This thread's share of linear(): output columns [n0, n1) for every row.
+void linear_part(float* y, const float* x, const void* w, DType wdt, const void* b, DType bdt, int64_t T, int64_t K,
+                 int64_t N, int tid, int nth, ScratchBuffer<float>& scratch) {
+  int64_t n0, n1;
+  if (T <= kGemvMaxRows) {
+    split(N, tid, nth, 16, n0, n1);
+    if (n0 < n1) gemv_rows(y, N, x, K, T, w, wdt, K, n0, n1);
+  } else {
+    split(N, tid, nth, kGemmBlockN, n0, n1);
+    if (n0 < n1 && scratch.size() < static_cast<size_t>(kGemmBlockN * K)) scratch.reset(static_cast<size_t>(kGemmBlockN * K));
+    for (int64_t c0 = n0; c0 < n1; c0 += kGemmBlockN) {
+      const int64_t c1 = std::min(n1, c0 + kGemmBlockN);
+      widen_rows(scratch.data(), w, wdt, K, c0, c1);
+      sgemm_serial(false, true, T, c1 - c0, K, 1.0f, x, K, scratch.data(), K, 0.0f, y + c0, N);
+    }
+  }
+  if (b && n0 < n1)
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t n = n0; n < n1; n++) y[t * N + n] += load1(b, bdt, n);
+}
+
+void rms_norm_rows(float* y, const float* x, const void* w, DType wdt, float eps, int64_t t0, int64_t t1, int64_t C) {
+  for (int64_t t = t0; t < t1; t++) {
+    const float* xr = x + t * C;
+    float* yr = y + t * C;
+    const float r = float(1.0 / std::sqrt(sumsq(xr, C) / double(C) + double(eps)));
+    for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] * r) * load1(w, wdt, c);
+  }
+}
+
+void rope_rows(float* x, const int32_t* pos, const float* inv_freq, const int* stream, int64_t T, int64_t t0, int64_t t1,
+               int64_t H, int64_t D, float* cs, float* sn) {
+  const int64_t half = D / 2;
+  for (int64_t t = t0; t < t1; t++) {
+    for (int64_t j = 0; j < half; j++) {
+      const double a = double(pos[int64_t(stream[j]) * T + t]) * double(inv_freq[j]);
+      cs[j] = float(std::cos(a));
+      sn[j] = float(std::sin(a));
+    }
+    for (int64_t h = 0; h < H; h++) {
+      float* r = x + (t * H + h) * D;
+      for (int64_t j = 0; j < half; j++) {
+        const float a = r[j], b = r[j + half];
+        r[j] = a * cs[j] - b * sn[j];
+        r[j + half] = b * cs[j] + a * sn[j];
+      }
+    }
+  }
+}
+}  // namespace
+
 void decoder_layers(float* x, const DecoderLayerW* layers, int64_t nlayers, const DecoderDims& d, const int32_t* pos,
                     const uint8_t* key_ok, const float* inv_freq, const int32_t* sections) {
-  const int64_t BT = d.B * d.T, C = d.C, QD = d.Hq * d.D, KD = d.Hkv * d.D;
-  ScratchBuffer<float> h(static_cast<size_t>(BT * C)), q(static_cast<size_t>(BT * QD)), k(static_cast<size_t>(BT * KD)), v(static_cast<size_t>(BT * KD)),
-      att(static_cast<size_t>(BT * QD)), o(static_cast<size_t>(BT * C)), g(static_cast<size_t>(BT * d.F)), u(static_cast<size_t>(BT * d.F));
+  const int64_t BT = d.B * d.T, C = d.C, QD = d.Hq * d.D, KD = d.Hkv * d.D, F = d.F, half = d.D / 2;
+  ScratchBuffer<float> h(static_cast<size_t>(BT * C)), q(static_cast<size_t>(BT * QD)), k(static_cast<size_t>(BT * KD)),
+      v(static_cast<size_t>(BT * KD)), att(static_cast<size_t>(BT * QD)), o(static_cast<size_t>(BT * C)),
+      g(static_cast<size_t>(BT * F)), u(static_cast<size_t>(BT * F));
   const float scale = float(1.0 / std::sqrt(double(d.D)));
   const int64_t kv_len = d.past + d.T;
   const int32_t cu_q[2] = {0, int32_t(d.T)};
   const int32_t cu_k[2] = {0, int32_t(kv_len)};
-  for (int64_t l = 0; l < nlayers; l++) {
-    const DecoderLayerW& L = layers[l];
-    rms_norm(h.data(), x, L.ln1, L.dln1, d.eps, BT, C);
-    linear(q.data(), h.data(), L.wq, L.dwq, L.bq, L.dbq, BT, C, QD);
-    linear(k.data(), h.data(), L.wk, L.dwk, L.bk, L.dbk, BT, C, KD);
-    linear(v.data(), h.data(), L.wv, L.dwv, L.bv, L.dbv, BT, C, KD);
-    rope(q.data(), pos, inv_freq, sections, 3, BT, d.Hq, d.D);
-    rope(k.data(), pos, inv_freq, sections, 3, BT, d.Hkv, d.D);
-    for (int64_t b = 0; b < d.B; b++) {
-      float* kc = L.kcache + b * d.max_len * KD;
-      float* vc = L.vcache + b * d.max_len * KD;
-      std::memcpy(kc + d.past * KD, k.data() + b * d.T * KD, static_cast<size_t>(d.T * KD) * sizeof(float));
-      std::memcpy(vc + d.past * KD, v.data() + b * d.T * KD, static_cast<size_t>(d.T * KD) * sizeof(float));
-      attention(att.data() + b * d.T * QD, q.data() + b * d.T * QD, QD, kc, KD, vc, KD, cu_q, cu_k, 1, d.Hq, d.Hkv, d.D,
-                true, scale, key_ok ? key_ok + b * d.max_len : nullptr);
-    }
-    linear(o.data(), att.data(), L.wo, L.dwo, nullptr, DType::F32, BT, QD, C);
-    add_inplace(x, o.data(), BT * C);
-    rms_norm(h.data(), x, L.ln2, L.dln2, d.eps, BT, C);
-    linear(g.data(), h.data(), L.wg, L.dwg, nullptr, DType::F32, BT, C, d.F);
-    linear(u.data(), h.data(), L.wu, L.dwu, nullptr, DType::F32, BT, C, d.F);
-    swiglu(g.data(), g.data(), d.F, u.data(), d.F, BT, d.F);
-    linear(o.data(), g.data(), L.wd, L.dwd, nullptr, DType::F32, BT, d.F, C);
-    add_inplace(x, o.data(), BT * C);
+  std::vector<int> stream(static_cast<size_t>(half), 0);
+  {
+    int64_t j = 0;
+    for (int s = 0; s < 3; s++)
+      for (int32_t c = 0; c < sections[s] && j < half; c++) stream[static_cast<size_t>(j++)] = s;
   }
+  const int nmax = std::max(num_threads(), 1);
+  std::vector<ScratchBuffer<float>> wide(static_cast<size_t>(nmax)), rows(static_cast<size_t>(nmax));
+  for (auto& r : rows) r.reset(static_cast<size_t>(std::max<int64_t>(kv_len, d.D)));
+  std::vector<ScratchBuffer<float>> trig(static_cast<size_t>(nmax));
+  for (auto& r : trig) r.reset(static_cast<size_t>(d.D));
+  // One region for the whole stack; every step is split by (tid, nth) and separated by a barrier.
+  SpinBarrier barrier;
+  parallel_run(nmax, [&](int tid, int nth) {
+    auto sync = [&] { barrier.wait(nth); };
+    int64_t r0, r1;
+    split(BT, tid, nth, 1, r0, r1);
+    auto all = [&](int64_t n, int64_t& b, int64_t& e) { split(n, tid, nth, 16, b, e); };
+    ScratchBuffer<float>& ws = wide[static_cast<size_t>(tid)];
+    float* cs = trig[static_cast<size_t>(tid)].data();
+    float* sn = cs + half;
+    for (int64_t l = 0; l < nlayers; l++) {
+      const DecoderLayerW& L = layers[l];
+      rms_norm_rows(h.data(), x, L.ln1, L.dln1, d.eps, r0, r1, C);
+      sync();
+      linear_part(q.data(), h.data(), L.wq, L.dwq, L.bq, L.dbq, BT, C, QD, tid, nth, ws);
+      linear_part(k.data(), h.data(), L.wk, L.dwk, L.bk, L.dbk, BT, C, KD, tid, nth, ws);
+      linear_part(v.data(), h.data(), L.wv, L.dwv, L.bv, L.dbv, BT, C, KD, tid, nth, ws);
+      sync();
+      rope_rows(q.data(), pos, inv_freq, stream.data(), BT, r0, r1, d.Hq, d.D, cs, sn);
+      rope_rows(k.data(), pos, inv_freq, stream.data(), BT, r0, r1, d.Hkv, d.D, cs, sn);
+      sync();
+      for (int64_t b = 0; b < d.B; b++) {
+        int64_t t0, t1;
+        split(d.T, tid, nth, 1, t0, t1);
+        float* kc = L.kcache + b * d.max_len * KD;
+        float* vc = L.vcache + b * d.max_len * KD;
+        std::memcpy(kc + (d.past + t0) * KD, k.data() + (b * d.T + t0) * KD, static_cast<size_t>((t1 - t0) * KD) * sizeof(float));
+        std::memcpy(vc + (d.past + t0) * KD, v.data() + (b * d.T + t0) * KD, static_cast<size_t>((t1 - t0) * KD) * sizeof(float));
+      }
+      sync();
+      for (int64_t b = 0; b < d.B; b++) {
+        const AttnArgs a{att.data() + b * d.T * QD, q.data() + b * d.T * QD, L.kcache + b * d.max_len * KD,
+                         L.vcache + b * d.max_len * KD, QD, KD, KD, cu_q, cu_k, 1, d.Hq, d.Hkv, d.D, true, scale,
+                         key_ok ? key_ok + b * d.max_len : nullptr};
+        int64_t i0, i1;
+        split(d.T * d.Hq, tid, nth, 1, i0, i1);
+        attend_items(a, i0, i1, rows[static_cast<size_t>(tid)].data());
+      }
+      sync();
+      linear_part(o.data(), att.data(), L.wo, L.dwo, nullptr, DType::F32, BT, QD, C, tid, nth, ws);
+      sync();
+      {
+        int64_t e0, e1;
+        all(BT * C, e0, e1);
+        axpy(x + e0, 1.0f, o.data() + e0, e1 - e0);
+      }
+      sync();
+      rms_norm_rows(h.data(), x, L.ln2, L.dln2, d.eps, r0, r1, C);
+      sync();
+      linear_part(g.data(), h.data(), L.wg, L.dwg, nullptr, DType::F32, BT, C, F, tid, nth, ws);
+      linear_part(u.data(), h.data(), L.wu, L.dwu, nullptr, DType::F32, BT, C, F, tid, nth, ws);
+      {
+        // Each thread owns the same columns of g and u it just wrote (same split of F).
+        int64_t f0, f1;
+        split(F, tid, nth, BT <= kGemvMaxRows ? 16 : kGemmBlockN, f0, f1);
+        for (int64_t t = 0; t < BT; t++)
+          for (int64_t f = f0; f < f1; f++) {
+            const float gv = g[static_cast<size_t>(t * F + f)];
+            g[static_cast<size_t>(t * F + f)] = gv / (1.0f + std::exp(-gv)) * u[static_cast<size_t>(t * F + f)];
+          }
+      }
+      sync();
+      linear_part(o.data(), g.data(), L.wd, L.dwd, nullptr, DType::F32, BT, F, C, tid, nth, ws);
+      sync();
+      {
+        int64_t e0, e1;
+        all(BT * C, e0, e1);
+        axpy(x + e0, 1.0f, o.data() + e0, e1 - e0);
+      }
+      sync();
+    }
+  });
 }
 
 }  // namespace qwen

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "../core/half.h"
+#include "../core/simd.h"
 #include "qwen_ops.h"
 
 #if VT_X86

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "../core/half.h"
+#include "../core/simd.h"
 #include "qwen_ops.h"
 
 #if VT_X86
@@ -43,6 +44,41 @@ void gemv_t(float* y, int64_t ldy, const float* x, int64_t ldx, const void* w, D
   const int64_t K16 = K & ~int64_t(15);
   const __mmask16 tail = __mmask16((1u << (K - K16)) - 1u);
   int64_t n = n0;
+  const int64_t es = int64_t(dtype_size(dt));
+  if (TT == 1) {
+    // Decode: four weight rows per pass (four DRAM streams per thread keep more lines in flight).
+    for (; n + 4 <= n1; n += 4) {
+      const void* w0 = row(w, dt, n, K);
+      const void* w1 = row(w, dt, n + 1, K);
+      const void* w2 = row(w, dt, n + 2, K);
+      const void* w3 = row(w, dt, n + 3, K);
+      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+      // The next group of four rows is contiguous after this one: prefetch it at the pace this
+      // group is consumed (64 * es bytes per step), so DRAM requests run ahead of the FMAs.
+      const char* nb = static_cast<const char*>(row(w, dt, n + 4 < n1 ? n + 4 : n, K));
+      for (int64_t i = 0; i < K16; i += 16) {
+        _mm_prefetch(nb + i * 4 * es, _MM_HINT_T0);
+        if (es > 2) { _mm_prefetch(nb + i * 4 * es + 64, _MM_HINT_T0); _mm_prefetch(nb + i * 4 * es + 128, _MM_HINT_T0); _mm_prefetch(nb + i * 4 * es + 192, _MM_HINT_T0); }
+        else _mm_prefetch(nb + i * 4 * es + 64, _MM_HINT_T0);
+        const __m512 xv = _mm512_loadu_ps(x + i);
+        a0 = _mm512_fmadd_ps(load16(w0, dt, i), xv, a0);
+        a1 = _mm512_fmadd_ps(load16(w1, dt, i), xv, a1);
+        a2 = _mm512_fmadd_ps(load16(w2, dt, i), xv, a2);
+        a3 = _mm512_fmadd_ps(load16(w3, dt, i), xv, a3);
+      }
+      if (K16 < K) {
+        const __m512 xv = _mm512_maskz_loadu_ps(tail, x + K16);
+        a0 = _mm512_fmadd_ps(load16_tail(w0, dt, K16, tail), xv, a0);
+        a1 = _mm512_fmadd_ps(load16_tail(w1, dt, K16, tail), xv, a1);
+        a2 = _mm512_fmadd_ps(load16_tail(w2, dt, K16, tail), xv, a2);
+        a3 = _mm512_fmadd_ps(load16_tail(w3, dt, K16, tail), xv, a3);
+      }
+      y[n] = _mm512_reduce_add_ps(a0);
+      y[n + 1] = _mm512_reduce_add_ps(a1);
+      y[n + 2] = _mm512_reduce_add_ps(a2);
+      y[n + 3] = _mm512_reduce_add_ps(a3);
+    }
+  }
   // Two weight rows per pass: 2*TT independent accumulator chains hide the FMA latency.
   for (; n + 2 <= n1; n += 2) {
     const void* w0 = row(w, dt, n, K);

@@ -1,0 +1,116 @@
+// Qwen2.5-VL network on the CPU: vision-tower patches/s for a small tower, and decoder prefill /
+// decode tokens/s for a Qwen2.5-0.5B-sized decoder (hidden 896, 24 layers, 14 heads, 2 KV heads,
+// intermediate 4864, vocab 151936, tied LM head) with random bf16 weights. Decode is reported as
+// GB/s of weights read per token and its fraction of the measured DRAM bandwidth (the memory
+// bound); the 'scalar' rows are the same code at the scalar SIMD level, the naive baseline.
+import { memoryStats, resetPeakMemory, setSimdLevel } from '../src/backend.js';
+import { QwenModel, type QwenConfig } from '../src/model/qwen.js';
+import { Tensor } from '../src/tensor.js';
+import { compare, record, time, type Ctx } from './util.js';
+
+const DEC: QwenConfig = {
+  hiddenSize: 896, numLayers: 24, numHeads: 14, numKvHeads: 2, intermediateSize: 4864, vocabSize: 151936,
+  rmsNormEps: 1e-6, ropeTheta: 1000000, mropeSection: [8, 12, 12], tieWordEmbeddings: true, // head dim 64: half of the 3B's [16, 24, 24]
+  imageTokenId: 151655, videoTokenId: 151656, visionStartTokenId: 151652,
+};
+
+function decoderWeights(cfg: QwenConfig, layers: number): { w: Map<string, Tensor>; bytes: number } {
+  const w = new Map<string, Tensor>();
+  let seed = 1, bytes = 0;
+  const add = (name: string, shape: number[], std: number, mean = 0) => {
+    const t = Tensor.randn(shape, { seed: seed++, std, mean, dtype: 'bf16' });
+    w.set(name, t);
+    if (name !== 'model.embed_tokens.weight') bytes += t.numel * 2;
+  };
+  const C = cfg.hiddenSize, F = cfg.intermediateSize, D = C / cfg.numHeads, KV = cfg.numKvHeads * D;
+  add('model.embed_tokens.weight', [cfg.vocabSize, C], 0.02);
+  for (let l = 0; l < layers; l++) {
+    const p = `model.layers.${l}.`;
+    add(p + 'input_layernorm.weight', [C], 0.05, 1); add(p + 'post_attention_layernorm.weight', [C], 0.05, 1);
+    add(p + 'self_attn.q_proj.weight', [C, C], 0.02); add(p + 'self_attn.q_proj.bias', [C], 0.02);
+    add(p + 'self_attn.k_proj.weight', [KV, C], 0.02); add(p + 'self_attn.k_proj.bias', [KV], 0.02);
+    add(p + 'self_attn.v_proj.weight', [KV, C], 0.02); add(p + 'self_attn.v_proj.bias', [KV], 0.02);
+    add(p + 'self_attn.o_proj.weight', [C, C], 0.02);
+    add(p + 'mlp.gate_proj.weight', [F, C], 0.02); add(p + 'mlp.up_proj.weight', [F, C], 0.02); add(p + 'mlp.down_proj.weight', [C, F], 0.02);
+  }
+  add('model.norm.weight', [C], 0.05, 1);
+  // The tied LM head reads the whole embedding table once per decoded token.
+  bytes += cfg.vocabSize * C * 2;
+  return { w, bytes };
+}
+
+async function decoder(ctx: Ctx): Promise<void> {
+  const { w, bytes } = decoderWeights(DEC, DEC.numLayers);
+  const model = new QwenModel(DEC, w);
+  const params = bytes / 2;
+  const P = ctx.quick ? 64 : 256;
+  const ids = Tensor.from(Int32Array.from({ length: P }, (_, i) => (i * 7919) % 150000), [1, P]);
+  const kase = '0.5B bf16';
+  {
+    const ms = await time(`decoder prefill ${P}`, async () => {
+      const cache = model.createCache(1, P);
+      await model.forward({ inputIds: ids, cache, logits: 'last' });
+      cache.dispose();
+    }, { ...ctx, timeMs: Math.min(ctx.timeMs, 4000) }, { minIters: 2 });
+    record(ctx, { suite: 'model', case: `${kase} prefill ${P}`, impl: 'videothinker', ms, flops: 2 * params * P, note: `${(P / (ms / 1000)).toFixed(0)} tokens/s` });
+  }
+  const cache = model.createCache(1, P + 1);
+  await model.forward({ inputIds: ids, cache, logits: 'none' });
+  const one = Tensor.from(Int32Array.from([42]), [1, 1]);
+  const step = async () => { cache.past = P; await model.forward({ inputIds: one, cache, logits: 'last' }); };
+  resetPeakMemory();
+  const live0 = memoryStats().liveBytes;
+  const ms = await time('decoder decode', step, ctx, { minIters: 5 });
+  const extra = memoryStats().peakBytes - live0;
+  record(ctx, { suite: 'model', case: `${kase} decode @${P}`, impl: 'videothinker', ms, bytes, extraBytes: extra,
+    note: `${(1000 / ms).toFixed(1)} tokens/s; % peak = fraction of the bandwidth bound (${(bytes / 1e6).toFixed(0)} MB weights/token)` });
+  const prev = setSimdLevel('scalar');
+  const msS = await time('decoder decode scalar', step, { ...ctx, timeMs: Math.min(ctx.timeMs, 1500) }, { minIters: 2 });
+  setSimdLevel(prev);
+  record(ctx, { suite: 'model', case: `${kase} decode @${P}`, impl: 'scalar', ms: msS, bytes, note: 'same code, scalar SIMD level' });
+  compare(ctx, 'model', `${kase} decode @${P}`, 'scalar', null);
+  cache.dispose(); ids.dispose(); one.dispose();
+  model.dispose();
+  for (const t of w.values()) t.dispose();
+}
+
+async function vision(ctx: Ctx): Promise<void> {
+  const V = { depth: 8, hiddenSize: 256, numHeads: 4, intermediateSize: 640, outHiddenSize: 896, patchSize: 14, temporalPatchSize: 2,
+    spatialMergeSize: 2, windowSize: 112, fullattBlockIndexes: [3, 7], tokensPerSecond: 2, inChannels: 3 };
+  const cfg: QwenConfig = { ...DEC, numLayers: 0, vision: V };
+  const w = new Map<string, Tensor>();
+  let seed = 100;
+  const add = (name: string, shape: number[], std: number, mean = 0) => w.set(name, Tensor.randn(shape, { seed: seed++, std, mean, dtype: 'bf16' }));
+  const C = V.hiddenSize, F = V.intermediateSize, K = 3 * 2 * 14 * 14;
+  add('model.embed_tokens.weight', [16, DEC.hiddenSize], 0.02); add('model.norm.weight', [DEC.hiddenSize], 0.02, 1);
+  add('visual.patch_embed.proj.weight', [C, 3, 2, 14, 14], 0.02);
+  let flopsPerPatch = 2 * K * C;
+  for (let l = 0; l < V.depth; l++) {
+    const p = `visual.blocks.${l}.`;
+    add(p + 'norm1.weight', [C], 0.05, 1); add(p + 'norm2.weight', [C], 0.05, 1);
+    add(p + 'attn.qkv.weight', [3 * C, C], 0.05); add(p + 'attn.qkv.bias', [3 * C], 0.05);
+    add(p + 'attn.proj.weight', [C, C], 0.05); add(p + 'attn.proj.bias', [C], 0.05);
+    add(p + 'mlp.gate_proj.weight', [F, C], 0.05); add(p + 'mlp.gate_proj.bias', [F], 0.05);
+    add(p + 'mlp.up_proj.weight', [F, C], 0.05); add(p + 'mlp.up_proj.bias', [F], 0.05);
+    add(p + 'mlp.down_proj.weight', [C, F], 0.05); add(p + 'mlp.down_proj.bias', [C], 0.05);
+    flopsPerPatch += 2 * (4 * C * C + 3 * C * F);
+  }
+  add('visual.merger.ln_q.weight', [C], 0.05, 1);
+  add('visual.merger.mlp.0.weight', [4 * C, 4 * C], 0.02); add('visual.merger.mlp.0.bias', [4 * C], 0.02);
+  add('visual.merger.mlp.2.weight', [V.outHiddenSize, 4 * C], 0.02); add('visual.merger.mlp.2.bias', [V.outHiddenSize], 0.02);
+  const model = new QwenModel(cfg, w);
+  const grid: [number, number, number] = ctx.quick ? [2, 16, 16] : [4, 28, 28];
+  const N = grid[0] * grid[1] * grid[2];
+  flopsPerPatch += (2 * 4 * C * 4 * C + 2 * 4 * C * V.outHiddenSize) / 4;
+  const px = Tensor.randn([N, K], { seed: 7 });
+  const ms = await time(`vision ${N} patches`, () => model.visionForward(px, [grid]), { ...ctx, timeMs: Math.min(ctx.timeMs, 3000) }, { minIters: 2 });
+  record(ctx, { suite: 'model', case: `vision d${V.depth} C${C} ${N} patches`, impl: 'videothinker', ms, flops: flopsPerPatch * N,
+    note: `${(N / (ms / 1000)).toFixed(0)} patches/s; GFLOP/s counts the linear layers only` });
+  px.dispose(); model.dispose();
+  for (const t of w.values()) t.dispose();
+}
+
+export async function run(ctx: Ctx): Promise<void> {
+  await vision(ctx);
+  await decoder(ctx);
+}
