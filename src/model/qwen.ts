@@ -6,10 +6,11 @@
 import { checkInteger, checkOptions, typeError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import {
-  attentionJob, call, embeddingJob, geluJob, linearJob, rmsNormJob, ropeJob, runAsync, runSync, swigluJob,
+  call, embeddingJob, geluJob, linearJob, rmsNormJob, ropeJob, runAsync, runSync, swigluJob,
   type DecoderDims, type Program,
 } from './qwen_ops.js';
 import { native } from '../native.js';
+import { attention, attentionSync, type AttentionResult } from '../kernels/attention.js';
 
 /** The vision tower's settings (Hugging Face `vision_config`). */
 export interface QwenVisionConfig {
@@ -411,7 +412,11 @@ export class QwenModel {
       qkv.dispose();
       yield* call(ropeJob(q, posT, this.#visionInvFreq!, sec));
       yield* call(ropeJob(k, posT, this.#visionInvFreq!, sec));
-      const a = yield* call(attentionJob(q, k, v, cu, cu, false, scale));
+      // Windows and whole frames are segments of the fused attention kernel (src/kernels/attention.ts).
+      const opts = { cuSeqlensQ: cu, cuSeqlensK: cu, causal: false, scale };
+      const r = yield* call<AttentionResult>({ run: (async: boolean) => (async ? attention(q, k, v, opts) : attentionSync(q, k, v, opts)) });
+      r.lse.dispose();
+      const a = r.out;
       q.dispose(); k.dispose(); v.dispose();
       const o = yield* call(linearJob(a.reshape([N, C]), this.#w(p + 'attn.proj.weight'), this.#wOpt(p + 'attn.proj.bias')));
       a.dispose();
