@@ -20,24 +20,32 @@ inline __m256i lane_mask(int64_t n) {  // first n of 8 lanes
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), idx);
 }
 
+// GCC keeps c[][] in registers only when every loop over it is fully unrolled.
+#define VT_UNROLL _Pragma("GCC unroll 16")
 template <int MI, int NV>
 inline void block(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool acc,
                   __m256i last) {
   const __m256i full = _mm256_set1_epi32(-1);
   __m256 c[MI][NV];
-  for (int r = 0; r < MI; ++r)
-    for (int v = 0; v < NV; ++v)
-      c[r][v] = acc ? _mm256_maskload_ps(C + r * ldc + 8 * v, v == NV - 1 ? last : full) : _mm256_setzero_ps();
-  for (int64_t kk = 0; kk < K; ++kk) {
-    __m256 b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = _mm256_maskload_ps(B + kk * ldb + 8 * v, v == NV - 1 ? last : full);
-    for (int r = 0; r < MI; ++r) {
-      const __m256 a = _mm256_broadcast_ss(A + r * lda + kk);
-      for (int v = 0; v < NV; ++v) c[r][v] = _mm256_fmadd_ps(a, b[v], c[r][v]);
+  VT_UNROLL for (int r = 0; r < MI; ++r) {
+    VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm256_setzero_ps();
+  }
+  if (acc) {
+    VT_UNROLL for (int r = 0; r < MI; ++r) {
+      VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm256_maskload_ps(C + r * ldc + 8 * v, v == NV - 1 ? last : full);
     }
   }
-  for (int r = 0; r < MI; ++r)
-    for (int v = 0; v < NV; ++v) _mm256_maskstore_ps(C + r * ldc + 8 * v, v == NV - 1 ? last : full, c[r][v]);
+  for (int64_t kk = 0; kk < K; ++kk) {
+    __m256 b[NV];
+    VT_UNROLL for (int v = 0; v < NV; ++v) b[v] = _mm256_maskload_ps(B + kk * ldb + 8 * v, v == NV - 1 ? last : full);
+    VT_UNROLL for (int r = 0; r < MI; ++r) {
+      const __m256 a = _mm256_broadcast_ss(A + r * lda + kk);
+      VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm256_fmadd_ps(a, b[v], c[r][v]);
+    }
+  }
+  VT_UNROLL for (int r = 0; r < MI; ++r) {
+    VT_UNROLL for (int v = 0; v < NV; ++v) _mm256_maskstore_ps(C + r * ldc + 8 * v, v == NV - 1 ? last : full, c[r][v]);
+  }
 }
 
 template <int MI>

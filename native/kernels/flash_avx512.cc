@@ -15,31 +15,31 @@ namespace flash {
 namespace detail {
 namespace {
 
+// GCC keeps c[][] in registers only when every loop over it is fully unrolled.
+#define VT_UNROLL _Pragma("GCC unroll 16")
 template <int MI, int NV>
 inline void block(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool acc,
                   __mmask16 last) {
   __m512 c[MI][NV];
-  for (int r = 0; r < MI; ++r)
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 k = v == NV - 1 ? last : __mmask16(0xFFFF);
-      c[r][v] = acc ? _mm512_maskz_loadu_ps(k, C + r * ldc + 16 * v) : _mm512_setzero_ps();
-    }
-  for (int64_t kk = 0; kk < K; ++kk) {
-    __m512 b[NV];
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 k = v == NV - 1 ? last : __mmask16(0xFFFF);
-      b[v] = _mm512_maskz_loadu_ps(k, B + kk * ldb + 16 * v);
-    }
-    for (int r = 0; r < MI; ++r) {
-      const __m512 a = _mm512_set1_ps(A[r * lda + kk]);
-      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+  VT_UNROLL for (int r = 0; r < MI; ++r) {
+    VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm512_setzero_ps();
+  }
+  if (acc) {
+    VT_UNROLL for (int r = 0; r < MI; ++r) {
+      VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm512_maskz_loadu_ps(v == NV - 1 ? last : __mmask16(0xFFFF), C + r * ldc + 16 * v);
     }
   }
-  for (int r = 0; r < MI; ++r)
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 k = v == NV - 1 ? last : __mmask16(0xFFFF);
-      _mm512_mask_storeu_ps(C + r * ldc + 16 * v, k, c[r][v]);
+  for (int64_t kk = 0; kk < K; ++kk) {
+    __m512 b[NV];
+    VT_UNROLL for (int v = 0; v < NV; ++v) b[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? last : __mmask16(0xFFFF), B + kk * ldb + 16 * v);
+    VT_UNROLL for (int r = 0; r < MI; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + kk]);
+      VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
     }
+  }
+  VT_UNROLL for (int r = 0; r < MI; ++r) {
+    VT_UNROLL for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(C + r * ldc + 16 * v, v == NV - 1 ? last : __mmask16(0xFFFF), c[r][v]);
+  }
 }
 
 template <int MI>

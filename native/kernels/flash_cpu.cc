@@ -120,7 +120,9 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
       for (int64_t t = 0; t < ntiles; t += run) items.push_back({b, h, t, std::min(ntiles, t + run)});
   }
   const int nth = std::max(1, num_threads());
-  const int64_t ldk = std::max<int64_t>(kBc, (longest + kBc - 1) / kBc * kBc);
+  // Row stride of the transposed keys: padded off multiples of 4 KiB, whose rows would all map
+  // to the same few L1 sets.
+  const int64_t ldk = std::max<int64_t>(kBc, (longest + kBc - 1) / kBc * kBc) + 16;
   const size_t per = size_t(kBr * D * 2 + D * ldk + ldk * D + 2 * kBr * kBc);
   ScratchBuffer<float> scratch(per * size_t(nth));
   parallel_chunks(int64_t(items.size()), 1, [&](int64_t i0, int64_t i1, int tid) {
@@ -136,6 +138,8 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
       const Seg g = seg(a, w.b);
       const int64_t kvh = w.h / group;
       const int64_t kneed = visible_keys(std::min(g.Lq, w.qt1 * kBr) - 1, g.Lq, g.Lk, a.causal);
+      // K transposed and V packed once per item, for all its query tiles. (Reading q or v rows in
+      // place is slower: rows H * D floats apart alias to a few L1 sets.)
       pack_cols(a.k, a.Hkv, D, g.k0, kneed, kvh, KT, ldk);
       pack_rows(a.v, a.Hkv, D, g.k0, kneed, kvh, 1.0f, Vr);
       for (int64_t qt = w.qt0; qt < w.qt1; ++qt) {
