@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
+import { generate, generateStream, sampleToken, samplerRng } from '../src/model/generate.js';
 import { QwenModel, qwenConfigFromHF, windowIndex, type GridThw } from '../src/model/qwen.js';
 import { Tensor } from '../src/tensor.js';
 import { assertRel, randomF32, rejectsLike, relErr } from './helpers.js';
@@ -246,6 +247,110 @@ test('input errors name the argument', async () => {
   const small = model.createCache(1, 2);
   await rejectsLike(model.forward({ inputIds: ok, cache: small }), RangeError, /at most 2 new tokens/);
   assert.throws(() => new QwenModel(qwenConfigFromHF(HF), new Map()), /Expected weight model.embed_tokens.weight/);
+});
+
+/** log softmax(logits / temperature) of row `pos` of full-recompute logits [1, L, V]. */
+function logSoftmaxAt(logits: Float32Array, pos: number, V: number, temperature: number): Float64Array {
+  const row = logits.subarray(pos * V, (pos + 1) * V);
+  const t = temperature > 0 ? temperature : 1;
+  let mx = -Infinity;
+  for (const v of row) mx = Math.max(mx, v / t);
+  let z = 0;
+  for (const v of row) z += Math.exp(v / t - mx);
+  return Float64Array.from(row, (v) => v / t - mx - Math.log(z));
+}
+
+test('generate: greedy tokens and log-probs equal full recompute of the grown sequence', async () => {
+  const c = CASES.imageVideo!;
+  const V = HF.vocab_size;
+  const [s] = await generate(model, {
+    inputIds: c.ids[0]!, pixelValues: Tensor.from(c.image!.pixels, [c.image!.pixels.length / PATCH, PATCH]), imageGridThw: c.image!.grid,
+    pixelValuesVideos: Tensor.from(c.video!.pixels, [c.video!.pixels.length / PATCH, PATCH]), videoGridThw: c.video!.grid,
+    maxNewTokens: 5, temperature: 0,
+  });
+  assert.is(s!.tokens.length, 5);
+  assert.is(s!.finishReason, 'length');
+  const full = ours({ ...c, ids: [[...c.ids[0]!, ...s!.tokens]] });
+  const fl = f32(full.logits!);
+  const L = c.ids[0]!.length;
+  s!.tokens.forEach((tok, i) => {
+    const lsm = logSoftmaxAt(fl, L - 1 + i, V, 0);
+    let arg = 0;
+    for (let j = 1; j < V; j++) if (lsm[j]! > lsm[arg]!) arg = j;
+    assert.is(tok, arg, `greedy token ${i}`);
+    assert.ok(Math.abs(s!.logprobs[i]! - lsm[tok]!) < 1e-4, `logprob ${i}: ${s!.logprobs[i]} vs ${lsm[tok]}`);
+  });
+});
+
+test('generate: n samples share one prefill; each one is its own sequence; seeds reproduce', async () => {
+  const prompt = [3, 14, 15, 92, 65];
+  const V = HF.vocab_size;
+  const opts = { inputIds: prompt, maxNewTokens: 6, temperature: 0.8, topK: 50, topP: 0.95, n: 3, seed: 1234, stopTokens: [7] };
+  const a = await generate(model, opts), b = await generate(model, opts), c = await generate(model, { ...opts, seed: 99 });
+  assert.equal(a, b, 'the same seed gives the same samples');
+  assert.not.equal(a.map((x) => x.tokens), c.map((x) => x.tokens), 'another seed gives other samples');
+  assert.not.equal(a[0]!.tokens, a[1]!.tokens, 'the n samples differ');
+  for (const s of a) {
+    if (s.finishReason === 'stop') assert.is(s.tokens[s.tokens.length - 1], 7);
+    else assert.is(s.tokens.length, 6);
+    const full = ours({ ids: [[...prompt, ...s.tokens]] });
+    s.tokens.forEach((tok, i) => {
+      const lsm = logSoftmaxAt(f32(full.logits!), prompt.length - 1 + i, V, 0.8);
+      assert.ok(Math.abs(s.logprobs[i]! - lsm[tok]!) < 1e-4, `sample logprob ${i}: ${s.logprobs[i]} vs ${lsm[tok]}`);
+    });
+  }
+});
+
+test('sampleToken: top-k and top-p keep the right sets; frequencies follow the probabilities', () => {
+  const logits = Float32Array.from([0.1, 2.0, -1.0, 1.5, 0.0, 1.9]);
+  const p = Array.from(logits, (v) => Math.exp(v));
+  const z = p.reduce((x, y) => x + y, 0);
+  const rand = samplerRng(5);
+  const count = (s: { temperature: number; topP: number; topK: number }, n: number) => {
+    const c = new Array<number>(6).fill(0);
+    for (let i = 0; i < n; i++) c[sampleToken(logits, s, rand).token]!++;
+    return c;
+  };
+  assert.equal(count({ temperature: 1, topP: 1, topK: 1 }, 50).map((x) => x > 0), [false, true, false, false, false, false]);
+  const k3 = count({ temperature: 1, topP: 1, topK: 3 }, 3000);
+  assert.equal(k3.map((x) => x > 0), [false, true, false, true, false, true]);
+  // Sorted probabilities 0.351, 0.318, 0.213, 0.053, ...: nucleus 0.6 keeps two tokens, 0.7 keeps three.
+  const tp = count({ temperature: 1, topP: 0.6, topK: 0 }, 3000);
+  assert.equal(tp.map((x) => x > 0), [false, true, false, false, false, true]);
+  const tp7 = count({ temperature: 1, topP: 0.7, topK: 0 }, 3000);
+  assert.equal(tp7.map((x) => x > 0), [false, true, false, true, false, true]);
+  const N = 40000;
+  const all = count({ temperature: 1, topP: 1, topK: 0 }, N);
+  all.forEach((c, i) => {
+    const q = p[i]! / z, sd = Math.sqrt(N * q * (1 - q));
+    assert.ok(Math.abs(c - N * q) < 5 * sd, `token ${i}: ${c} draws vs ${(N * q).toFixed(0)} expected`);
+  });
+  const r = sampleToken(logits, { temperature: 0.5, topP: 1, topK: 0 }, rand);
+  const lz = Math.log(Array.from(logits, (v) => Math.exp(v / 0.5)).reduce((x, y) => x + y, 0));
+  assert.ok(Math.abs(r.logprob - (logits[r.token]! / 0.5 - lz)) < 1e-6, 'temperature log-prob');
+});
+
+test('generateStream: tokens stream while the event loop runs; AbortSignal stops it; errors', async () => {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  const events: number[] = [];
+  let ticksAtFirst = -1;
+  for await (const e of generateStream(model, { inputIds: [1, 2, 3], maxNewTokens: 8, temperature: 0, n: 2 })) {
+    if (ticksAtFirst < 0) ticksAtFirst = ticks;
+    events.push(e.token);
+  }
+  clearInterval(timer);
+  assert.is(events.length, 16);
+  assert.ok(ticks > ticksAtFirst, 'timers ran between streamed tokens');
+  const ac = new AbortController();
+  let got = 0;
+  await rejectsLike((async () => {
+    for await (const _ of generateStream(model, { inputIds: [1, 2, 3], maxNewTokens: 50, signal: ac.signal, seed: 1 })) { if (++got === 2) ac.abort(); }
+  })(), Error, /abort/i);
+  assert.is(got, 2);
+  await rejectsLike(generate(model, { inputIds: [1, 2], topP: 0 }), RangeError, /topP/);
+  await rejectsLike(generate(model, { inputIds: [1, 2], n: 0 }), RangeError, /for n/);
+  await rejectsLike(generate(model, { inputIds: [] }), RangeError, /at least one prompt token/);
 });
 
 test.run();

@@ -1,0 +1,188 @@
+// Sampling from a QwenModel: temperature / top-k / top-p with a seeded generator, `n` samples
+// that share one prefill (the prompt's KV cache is computed once and copied to n rows: the
+// rollouts of GRPO), per-token log-probs, a streaming async iterator, and AbortSignal. Every
+// forward step is a native job, so the event loop stays free while tokens are produced.
+import { checkInteger, checkNumber, checkOptions, typeError } from '../errors.js';
+import { Tensor } from '../tensor.js';
+import type { GridThw, KVCache, QwenModel } from './qwen.js';
+
+export interface GenerateOptions {
+  /** The prompt's token ids (one sequence). */
+  inputIds: Int32Array | readonly number[];
+  pixelValues?: Tensor;
+  imageGridThw?: readonly GridThw[];
+  pixelValuesVideos?: Tensor;
+  videoGridThw?: readonly GridThw[];
+  secondPerGridTs?: readonly number[];
+  /** Tokens to generate at most per sample (default 64). */
+  maxNewTokens?: number;
+  /** Softmax temperature; 0 is greedy (default 1). */
+  temperature?: number;
+  /** Keep the smallest set of tokens whose probability reaches topP (default 1: all). */
+  topP?: number;
+  /** Keep the k most likely tokens (default 0: all). */
+  topK?: number;
+  /** Seed of the sampler: the same seed gives the same samples (default: random). */
+  seed?: number;
+  /** Samples of the prompt, sharing one prefill (default 1). */
+  n?: number;
+  /** Token ids that end a sample (included in its tokens). */
+  stopTokens?: readonly number[];
+  signal?: AbortSignal;
+}
+
+export interface GeneratedSample {
+  tokens: number[];
+  /**
+   * log p(token) under softmax(logits / temperature) (temperature 1 when greedy), before top-k /
+   * top-p truncation: the sampling policy's log-probs, as GRPO-style trainers use them.
+   */
+  logprobs: number[];
+  finishReason: 'stop' | 'length';
+}
+
+/** One streamed token. */
+export interface GenerateEvent {
+  /** Which of the n samples. */
+  sample: number;
+  token: number;
+  logprob: number;
+  /** Set on a sample's last token. */
+  finishReason?: 'stop' | 'length';
+}
+
+/** A small seeded generator (xoshiro128**): uniform floats in [0, 1). */
+export function samplerRng(seed: number): () => number {
+  let a = (seed >>> 0) ^ 0x9e3779b9, b = 0x243f6a88, c = 0xb7e15162, d = (seed * 2654435761) >>> 0;
+  for (let i = 0; i < 8; i++) next();
+  function next(): number {
+    const r = Math.imul(((Math.imul(b, 5) << 7) | (Math.imul(b, 5) >>> 25)), 9) >>> 0;
+    const t = b << 9;
+    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t;
+    d = (d << 11) | (d >>> 21);
+    return r / 4294967296;
+  }
+  return next;
+}
+
+interface Sampling { temperature: number; topP: number; topK: number }
+
+/**
+ * Picks a token from one row of logits and returns it with its log-prob (see GeneratedSample).
+ * Exported for tests.
+ */
+export function sampleToken(logits: Float32Array, s: Sampling, rand: () => number): { token: number; logprob: number } {
+  const V = logits.length;
+  const invT = s.temperature > 0 ? 1 / s.temperature : 1;
+  let mx = -Infinity, arg = 0;
+  for (let i = 0; i < V; i++) if (logits[i]! > mx) { mx = logits[i]!; arg = i; }
+  let z = 0;
+  for (let i = 0; i < V; i++) z += Math.exp((logits[i]! - mx) * invT);
+  const logZ = Math.log(z);
+  const lp = (i: number) => (logits[i]! - mx) * invT - logZ;
+  if (s.temperature === 0) return { token: arg, logprob: lp(arg) };
+  // Threshold of the kept set: the k-th largest logit and the nucleus boundary (exact: found by
+  // sorting a copy of the logits, descending).
+  let cut = -Infinity;
+  if ((s.topK > 0 && s.topK < V) || s.topP < 1) {
+    const sorted = Float32Array.from(logits).sort().reverse();
+    if (s.topK > 0 && s.topK < V) cut = sorted[s.topK - 1]!;
+    if (s.topP < 1) {
+      let acc = 0;
+      for (let i = 0; i < V; i++) {
+        acc += Math.exp((sorted[i]! - mx) * invT - logZ);
+        if (acc >= s.topP) { cut = Math.max(cut, sorted[i]!); break; }
+      }
+    }
+  }
+  let kept = 0;
+  for (let i = 0; i < V; i++) if (logits[i]! >= cut) kept += Math.exp((logits[i]! - mx) * invT);
+  let u = rand() * kept;
+  let last = arg;
+  for (let i = 0; i < V; i++) {
+    if (logits[i]! < cut) continue;
+    u -= Math.exp((logits[i]! - mx) * invT);
+    last = i;
+    if (u < 0) break;
+  }
+  return { token: last, logprob: lp(last) };
+}
+
+function options(model: QwenModel, o: GenerateOptions) {
+  checkOptions('options', o);
+  const ids = o.inputIds instanceof Int32Array ? o.inputIds : Array.isArray(o.inputIds) ? Int32Array.from(o.inputIds as number[]) : null;
+  if (!ids) throw typeError('inputIds', 'an Int32Array or an array of token ids', o.inputIds);
+  if (ids.length === 0) throw new RangeError('Expected at least one prompt token for inputIds but received none');
+  const maxNewTokens = checkInteger('maxNewTokens', o.maxNewTokens ?? 64, 1);
+  const temperature = checkNumber('temperature', o.temperature ?? 1, 0);
+  const topP = checkNumber('topP', o.topP ?? 1, 0, 1, { exclusiveMin: true });
+  const topK = checkInteger('topK', o.topK ?? 0, 0);
+  const n = checkInteger('n', o.n ?? 1, 1);
+  const seed = o.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : checkInteger('seed', o.seed, 0, 2 ** 53);
+  const stop = new Set<number>(o.stopTokens ?? []);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError('signal', 'an AbortSignal', o.signal);
+  void model;
+  return { ids, maxNewTokens, sampling: { temperature, topP, topK }, n, seed, stop };
+}
+
+/**
+ * Streams the tokens of `n` samples of one prompt as they are produced (all samples advance one
+ * token per step). The prompt is run once; its cache is copied to the n rows.
+ */
+export async function* generateStream(model: QwenModel, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
+  const o = options(model, opts);
+  const signal = opts.signal;
+  const V = model.config.vocabSize;
+  const rands = Array.from({ length: o.n }, (_, i) => samplerRng(o.seed + i * 0x9e3779b1));
+  const maxLen = o.ids.length + o.maxNewTokens;
+  let cache: KVCache | null = model.createCache(1, maxLen);
+  let rows: KVCache | null = null;
+  try {
+    signal?.throwIfAborted();
+    const prompt = Tensor.from(o.ids, [1, o.ids.length]);
+    const pre = await model.forward({
+      inputIds: prompt, pixelValues: opts.pixelValues, imageGridThw: opts.imageGridThw, pixelValuesVideos: opts.pixelValuesVideos,
+      videoGridThw: opts.videoGridThw, secondPerGridTs: opts.secondPerGridTs, cache, logits: 'last',
+    }, signal);
+    prompt.dispose(); pre.hidden.dispose();
+    rows = cache.expand(0, o.n);
+    cache.dispose(); cache = null;
+    let logits: Float32Array = Float32Array.from(pre.logits!.data as Float32Array);
+    pre.logits!.dispose();
+    const done = new Array<boolean>(o.n).fill(false);
+    const next = new Int32Array(o.n);
+    for (let step = 0; step < o.maxNewTokens; step++) {
+      for (let i = 0; i < o.n; i++) {
+        if (done[i]) continue;
+        const row = step === 0 ? logits : logits.subarray(i * V, (i + 1) * V);
+        const { token, logprob } = sampleToken(row, o.sampling, rands[i]!);
+        next[i] = token;
+        const stop = o.stop.has(token), length = step === o.maxNewTokens - 1;
+        if (stop || length) done[i] = true;
+        yield { sample: i, token, logprob, finishReason: stop ? 'stop' : length ? 'length' : undefined };
+      }
+      if (done.every(Boolean)) break;
+      signal?.throwIfAborted();
+      const inp = Tensor.from(next, [o.n, 1]);
+      const out = await model.forward({ inputIds: inp, cache: rows, logits: 'last' }, signal);
+      inp.dispose(); out.hidden.dispose();
+      logits = Float32Array.from(out.logits!.data as Float32Array);
+      out.logits!.dispose();
+    }
+  } finally {
+    cache?.dispose();
+    rows?.dispose();
+  }
+}
+
+/** Generates `n` samples of one prompt; resolves with each sample's tokens and log-probs. */
+export async function generate(model: QwenModel, opts: GenerateOptions): Promise<GeneratedSample[]> {
+  const n = opts?.n ?? 1;
+  const out: GeneratedSample[] = Array.from({ length: typeof n === 'number' && n > 0 ? n : 1 }, () => ({ tokens: [], logprobs: [], finishReason: 'length' as const }));
+  for await (const e of generateStream(model, opts)) {
+    const s = out[e.sample]!;
+    s.tokens.push(e.token); s.logprobs.push(e.logprob);
+    if (e.finishReason) s.finishReason = e.finishReason;
+  }
+  return out;
+}
