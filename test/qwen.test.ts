@@ -12,6 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { generate, generateStream, sampleToken, samplerRng } from '../src/model/generate.js';
+import { loadModel } from '../src/model/index.js';
 import { QwenModel, qwenConfigFromHF, windowIndex, type GridThw } from '../src/model/qwen.js';
 import { Tensor } from '../src/tensor.js';
 import { assertRel, randomF32, rejectsLike, relErr } from './helpers.js';
@@ -351,6 +352,21 @@ test('generateStream: tokens stream while the event loop runs; AbortSignal stops
   await rejectsLike(generate(model, { inputIds: [1, 2], topP: 0 }), RangeError, /topP/);
   await rejectsLike(generate(model, { inputIds: [1, 2], n: 0 }), RangeError, /for n/);
   await rejectsLike(generate(model, { inputIds: [] }), RangeError, /at least one prompt token/);
+});
+
+test('loadModel: a folder without config.json gives a clear error; config.json normalisation', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'vt-qwen-empty-'));
+  try {
+    await rejectsLike(loadModel(dir), Error, /Cannot read .*config\.json.*Hugging Face checkpoint folder/);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+  await rejectsLike(loadModel(''), TypeError, /checkpoint folder path for dir/);
+  const c = qwenConfigFromHF({ ...HF, rope_scaling: { rope_type: 'default', mrope_section: [2, 1, 1] }, text_config: { hidden_size: 32, num_attention_heads: 4 } });
+  assert.equal(c.mropeSection, [2, 1, 1]);
+  assert.is(c.vision!.windowSize, 112);
+  const text = qwenConfigFromHF({ hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 128, vocab_size: 50, tie_word_embeddings: true });
+  assert.equal(text.mropeSection, [8, 0, 0]);
+  assert.is(text.tieWordEmbeddings, true);
+  assert.is(text.vision, undefined);
 });
 
 test.run();

@@ -11,6 +11,7 @@ import {
 } from './qwen_ops.js';
 import { native } from '../native.js';
 import { attention, attentionSync, type AttentionResult } from '../kernels/attention.js';
+import { generate, generateStream, type GenerateEvent, type GenerateOptions, type GeneratedSample } from './generate.js';
 
 /** The vision tower's settings (Hugging Face `vision_config`). */
 export interface QwenVisionConfig {
@@ -553,6 +554,15 @@ export class QwenModel {
   /** The synchronous form of forward(). */
   forwardSync(inputs: QwenInputs): QwenOutputs {
     return runSync(this.#forward(inputs));
+  }
+
+  /** Samples tokens for a prompt (see generate.ts): n samples share one prefill; off the event loop. */
+  generate(opts: GenerateOptions): Promise<GeneratedSample[]> {
+    return generate(this, opts);
+  }
+  /** The streaming form of generate(): one event per token as it is produced. */
+  generateStream(opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
+    return generateStream(this, opts);
   }
 
   dispose(): void {
