@@ -154,7 +154,11 @@ const CASES: Record<string, Case> = {
     ids: [[1, VS, ...new Array<number>(8).fill(IMG), VE, 9, VS, ...new Array<number>(30).fill(VID), VE, 10, 11]],
     image: { grid: imageGrid, pixels: imagePixels }, video: { grid: videoGrid, pixels: videoPixels },
   },
-  paddedText: { ids: [[0, 0, 17, 18, 19, 20], [21, 22, 23, 24, 25, 26]], mask: [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]] },
+  // 11 tokens: the prompt path (fused attention kernel, rows as cache segments) with left padding.
+  paddedText: {
+    ids: [[0, 0, 0, 17, 18, 19, 20, 30, 31, 32, 33], [21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41]],
+    mask: [[0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]],
+  },
 };
 
 function ours(c: Case, m = model) {

@@ -8,6 +8,7 @@
 #include <thread>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "../core/gemm.h"
@@ -15,6 +16,7 @@
 #include "../core/parallel.h"
 #include "../core/simd.h"
 #include "../core/storage.h"
+#include "../kernels/flash.h"
 
 namespace vt {
 namespace qwen {
@@ -201,7 +203,7 @@ void add_inplace(float* y, const float* x, int64_t n) {
 }
 
 namespace {
-struct AttnArgs {
+struct RowAttnArgs {
   float* out;
   const float *q, *k, *v;
   int64_t ldq, ldk, ldv;
@@ -213,7 +215,7 @@ struct AttnArgs {
 };
 // Work items [i0, i1) of (query token, head), items of one token adjacent; p holds the scores
 // of one row (max key length).
-void attend_items(const AttnArgs& a, int64_t i0, int64_t i1, float* p) {
+void attend_items(const RowAttnArgs& a, int64_t i0, int64_t i1, float* p) {
   const int64_t group = a.Hq / a.Hkv, D = a.D;
   for (int64_t item = i0; item < i1; item++) {
     const int64_t i = item / a.Hq, h = item % a.Hq, hk = h / group;
@@ -248,7 +250,7 @@ void attend_items(const AttnArgs& a, int64_t i0, int64_t i1, float* p) {
 void attention(float* out, const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
                const int32_t* cu_q, const int32_t* cu_k, int64_t nseq, int64_t Hq, int64_t Hkv, int64_t D,
                bool causal, float scale, const uint8_t* key_ok) {
-  const AttnArgs a{out, q, k, v, ldq, ldk, ldv, cu_q, cu_k, nseq, Hq, Hkv, D, causal, scale, key_ok};
+  const RowAttnArgs a{out, q, k, v, ldq, ldk, ldv, cu_q, cu_k, nseq, Hq, Hkv, D, causal, scale, key_ok};
   int64_t maxk = 1;
   for (int64_t s = 0; s < nseq; s++) maxk = std::max<int64_t>(maxk, cu_k[s + 1] - cu_k[s]);
   const int nth = std::max(num_threads(), 1);
@@ -351,91 +353,146 @@ void decoder_layers(float* x, const DecoderLayerW* layers, int64_t nlayers, cons
       g(static_cast<size_t>(BT * F)), u(static_cast<size_t>(BT * F));
   const float scale = float(1.0 / std::sqrt(double(d.D)));
   const int64_t kv_len = d.past + d.T;
-  const int32_t cu_q[2] = {0, int32_t(d.T)};
-  const int32_t cu_k[2] = {0, int32_t(kv_len)};
+  const int32_t cu_q1[2] = {0, int32_t(d.T)};
+  const int32_t cu_k1[2] = {0, int32_t(kv_len)};
   std::vector<int> stream(static_cast<size_t>(half), 0);
   {
     int64_t j = 0;
     for (int s = 0; s < 3; s++)
       for (int32_t c = 0; c < sections[s] && j < half; c++) stream[static_cast<size_t>(j++)] = s;
   }
+  // Prompts (more than a GEMV's worth of rows) go through the fused attention kernel when every
+  // row's visible keys are one run [pad_b, kv_len) (no mask, or left padding): the batch rows
+  // become segments of the cache, with empty-query segments over the gaps between rows.
+  std::vector<int32_t> fcu_q, fcu_k;
+  bool flash = d.T > kGemvMaxRows;
+  for (int64_t b = 0; flash && b < d.B; b++) {
+    int64_t pad = 0;
+    if (key_ok) {
+      const uint8_t* r = key_ok + b * d.max_len;
+      while (pad < kv_len && !r[pad]) pad++;
+      for (int64_t j = pad; j < kv_len; j++)
+        if (!r[j]) flash = false;
+    }
+    if (b == 0) { fcu_q.push_back(0); fcu_k.push_back(0); }
+    fcu_q.push_back(int32_t(b * d.T));
+    fcu_k.push_back(int32_t(b * d.max_len + pad));
+    fcu_q.push_back(int32_t((b + 1) * d.T));
+    fcu_k.push_back(int32_t(b * d.max_len + kv_len));
+  }
+  if (flash) {
+    fcu_q.push_back(int32_t(BT));
+    fcu_k.push_back(int32_t(d.B * d.max_len));
+  }
+  ScratchBuffer<float> lse(flash ? static_cast<size_t>(BT * d.Hq) : 0);
   const int nmax = std::max(num_threads(), 1);
   std::vector<ScratchBuffer<float>> wide(static_cast<size_t>(nmax)), rows(static_cast<size_t>(nmax));
-  for (auto& r : rows) r.reset(static_cast<size_t>(std::max<int64_t>(kv_len, d.D)));
   std::vector<ScratchBuffer<float>> trig(static_cast<size_t>(nmax));
   for (auto& r : trig) r.reset(static_cast<size_t>(d.D));
-  // One region for the whole stack; every step is split by (tid, nth) and separated by a barrier.
+  if (!flash)
+    for (auto& r : rows) r.reset(static_cast<size_t>(std::max<int64_t>(kv_len, d.D)));
   SpinBarrier barrier;
-  parallel_run(nmax, [&](int tid, int nth) {
-    auto sync = [&] { barrier.wait(nth); };
+
+  // Norm, q/k/v projections, rotary, cache append.
+  auto pre = [&](const DecoderLayerW& L, int tid, int nth, const std::function<void()>& sync) {
     int64_t r0, r1;
     split(BT, tid, nth, 1, r0, r1);
-    auto all = [&](int64_t n, int64_t& b, int64_t& e) { split(n, tid, nth, 16, b, e); };
     ScratchBuffer<float>& ws = wide[static_cast<size_t>(tid)];
     float* cs = trig[static_cast<size_t>(tid)].data();
-    float* sn = cs + half;
-    for (int64_t l = 0; l < nlayers; l++) {
-      const DecoderLayerW& L = layers[l];
-      rms_norm_rows(h.data(), x, L.ln1, L.dln1, d.eps, r0, r1, C);
-      sync();
-      linear_part(q.data(), h.data(), L.wq, L.dwq, L.bq, L.dbq, BT, C, QD, tid, nth, ws);
-      linear_part(k.data(), h.data(), L.wk, L.dwk, L.bk, L.dbk, BT, C, KD, tid, nth, ws);
-      linear_part(v.data(), h.data(), L.wv, L.dwv, L.bv, L.dbv, BT, C, KD, tid, nth, ws);
-      sync();
-      rope_rows(q.data(), pos, inv_freq, stream.data(), BT, r0, r1, d.Hq, d.D, cs, sn);
-      rope_rows(k.data(), pos, inv_freq, stream.data(), BT, r0, r1, d.Hkv, d.D, cs, sn);
-      sync();
-      for (int64_t b = 0; b < d.B; b++) {
-        int64_t t0, t1;
-        split(d.T, tid, nth, 1, t0, t1);
-        float* kc = L.kcache + b * d.max_len * KD;
-        float* vc = L.vcache + b * d.max_len * KD;
-        std::memcpy(kc + (d.past + t0) * KD, k.data() + (b * d.T + t0) * KD, static_cast<size_t>((t1 - t0) * KD) * sizeof(float));
-        std::memcpy(vc + (d.past + t0) * KD, v.data() + (b * d.T + t0) * KD, static_cast<size_t>((t1 - t0) * KD) * sizeof(float));
-      }
-      sync();
-      for (int64_t b = 0; b < d.B; b++) {
-        const AttnArgs a{att.data() + b * d.T * QD, q.data() + b * d.T * QD, L.kcache + b * d.max_len * KD,
-                         L.vcache + b * d.max_len * KD, QD, KD, KD, cu_q, cu_k, 1, d.Hq, d.Hkv, d.D, true, scale,
-                         key_ok ? key_ok + b * d.max_len : nullptr};
-        int64_t i0, i1;
-        split(d.T * d.Hq, tid, nth, 1, i0, i1);
-        attend_items(a, i0, i1, rows[static_cast<size_t>(tid)].data());
-      }
-      sync();
-      linear_part(o.data(), att.data(), L.wo, L.dwo, nullptr, DType::F32, BT, QD, C, tid, nth, ws);
-      sync();
-      {
-        int64_t e0, e1;
-        all(BT * C, e0, e1);
-        axpy(x + e0, 1.0f, o.data() + e0, e1 - e0);
-      }
-      sync();
-      rms_norm_rows(h.data(), x, L.ln2, L.dln2, d.eps, r0, r1, C);
-      sync();
-      linear_part(g.data(), h.data(), L.wg, L.dwg, nullptr, DType::F32, BT, C, F, tid, nth, ws);
-      linear_part(u.data(), h.data(), L.wu, L.dwu, nullptr, DType::F32, BT, C, F, tid, nth, ws);
-      {
-        // Each thread owns the same columns of g and u it just wrote (same split of F).
-        int64_t f0, f1;
-        split(F, tid, nth, BT <= kGemvMaxRows ? 16 : kGemmBlockN, f0, f1);
-        for (int64_t t = 0; t < BT; t++)
-          for (int64_t f = f0; f < f1; f++) {
-            const float gv = g[static_cast<size_t>(t * F + f)];
-            g[static_cast<size_t>(t * F + f)] = gv / (1.0f + std::exp(-gv)) * u[static_cast<size_t>(t * F + f)];
-          }
-      }
-      sync();
-      linear_part(o.data(), g.data(), L.wd, L.dwd, nullptr, DType::F32, BT, F, C, tid, nth, ws);
-      sync();
-      {
-        int64_t e0, e1;
-        all(BT * C, e0, e1);
-        axpy(x + e0, 1.0f, o.data() + e0, e1 - e0);
-      }
-      sync();
+    rms_norm_rows(h.data(), x, L.ln1, L.dln1, d.eps, r0, r1, C);
+    sync();
+    linear_part(q.data(), h.data(), L.wq, L.dwq, L.bq, L.dbq, BT, C, QD, tid, nth, ws);
+    linear_part(k.data(), h.data(), L.wk, L.dwk, L.bk, L.dbk, BT, C, KD, tid, nth, ws);
+    linear_part(v.data(), h.data(), L.wv, L.dwv, L.bv, L.dbv, BT, C, KD, tid, nth, ws);
+    sync();
+    rope_rows(q.data(), pos, inv_freq, stream.data(), BT, r0, r1, d.Hq, d.D, cs, cs + half);
+    rope_rows(k.data(), pos, inv_freq, stream.data(), BT, r0, r1, d.Hkv, d.D, cs, cs + half);
+    sync();
+    int64_t t0, t1;
+    split(d.T, tid, nth, 1, t0, t1);
+    for (int64_t b = 0; b < d.B; b++) {
+      float* kc = L.kcache + b * d.max_len * KD;
+      float* vc = L.vcache + b * d.max_len * KD;
+      std::memcpy(kc + (d.past + t0) * KD, k.data() + (b * d.T + t0) * KD, static_cast<size_t>((t1 - t0) * KD) * sizeof(float));
+      std::memcpy(vc + (d.past + t0) * KD, v.data() + (b * d.T + t0) * KD, static_cast<size_t>((t1 - t0) * KD) * sizeof(float));
     }
-  });
+  };
+  // Decode-sized attention inside the region: (token, head) items split over the threads.
+  auto attend_part = [&](const DecoderLayerW& L, int tid, int nth) {
+    for (int64_t b = 0; b < d.B; b++) {
+      const RowAttnArgs a{att.data() + b * d.T * QD, q.data() + b * d.T * QD, L.kcache + b * d.max_len * KD,
+                       L.vcache + b * d.max_len * KD, QD, KD, KD, cu_q1, cu_k1, 1, d.Hq, d.Hkv, d.D, true, scale,
+                       key_ok ? key_ok + b * d.max_len : nullptr};
+      int64_t i0, i1;
+      split(d.T * d.Hq, tid, nth, 1, i0, i1);
+      attend_items(a, i0, i1, rows[static_cast<size_t>(tid)].data());
+    }
+  };
+  // Output projection, residual, norm, SwiGLU MLP, residual.
+  auto post = [&](const DecoderLayerW& L, int tid, int nth, const std::function<void()>& sync) {
+    int64_t r0, r1, e0, e1;
+    split(BT, tid, nth, 1, r0, r1);
+    split(BT * C, tid, nth, 16, e0, e1);
+    ScratchBuffer<float>& ws = wide[static_cast<size_t>(tid)];
+    linear_part(o.data(), att.data(), L.wo, L.dwo, nullptr, DType::F32, BT, QD, C, tid, nth, ws);
+    sync();
+    axpy(x + e0, 1.0f, o.data() + e0, e1 - e0);
+    sync();
+    rms_norm_rows(h.data(), x, L.ln2, L.dln2, d.eps, r0, r1, C);
+    sync();
+    linear_part(g.data(), h.data(), L.wg, L.dwg, nullptr, DType::F32, BT, C, F, tid, nth, ws);
+    linear_part(u.data(), h.data(), L.wu, L.dwu, nullptr, DType::F32, BT, C, F, tid, nth, ws);
+    {
+      // Each thread owns the same columns of g and u it just wrote (same split of F).
+      int64_t f0, f1;
+      split(F, tid, nth, BT <= kGemvMaxRows ? 16 : kGemmBlockN, f0, f1);
+      for (int64_t t = 0; t < BT; t++)
+        for (int64_t f = f0; f < f1; f++) {
+          const float gv = g[static_cast<size_t>(t * F + f)];
+          g[static_cast<size_t>(t * F + f)] = gv / (1.0f + std::exp(-gv)) * u[static_cast<size_t>(t * F + f)];
+        }
+    }
+    sync();
+    linear_part(o.data(), g.data(), L.wd, L.dwd, nullptr, DType::F32, BT, F, C, tid, nth, ws);
+    sync();
+    axpy(x + e0, 1.0f, o.data() + e0, e1 - e0);
+  };
+
+  if (!flash) {
+    // Decode: one region for the whole stack; steps split by (tid, nth), separated by a barrier.
+    parallel_run(nmax, [&](int tid, int nth) {
+      const std::function<void()> sync = [&] { barrier.wait(nth); };
+      for (int64_t l = 0; l < nlayers; l++) {
+        pre(layers[l], tid, nth, sync);
+        sync();
+        attend_part(layers[l], tid, nth);
+        sync();
+        post(layers[l], tid, nth, sync);
+        sync();
+      }
+    });
+    return;
+  }
+  vt::AttnArgs fa;
+  fa.cu_q = fcu_q.data();
+  fa.cu_k = fcu_k.data();
+  fa.B = int64_t(fcu_q.size()) - 1;
+  fa.Tq = BT;
+  fa.Tk = d.B * d.max_len;
+  fa.Hq = d.Hq;
+  fa.Hkv = d.Hkv;
+  fa.D = d.D;
+  fa.scale = scale;
+  fa.causal = true;
+  for (int64_t l = 0; l < nlayers; l++) {
+    const DecoderLayerW& L = layers[l];
+    parallel_run(nmax, [&](int tid, int nth) { pre(L, tid, nth, [&] { barrier.wait(nth); }); });
+    fa.q = q.data();
+    fa.k = L.kcache;
+    fa.v = L.vcache;
+    attention_forward_cpu(fa, att.data(), lse.data());
+    parallel_run(nmax, [&](int tid, int nth) { post(L, tid, nth, [&] { barrier.wait(nth); }); });
+  }
 }
 
 }  // namespace qwen
