@@ -43,7 +43,36 @@ template <int TT>
 void gemv_t(float* y, int64_t ldy, const float* x, int64_t ldx, const void* w, DType dt, int64_t K, int64_t n0,
             int64_t n1) {
   const int64_t K8 = K & ~int64_t(7);
+  const int64_t es = int64_t(dtype_size(dt));
   int64_t n = n0;
+  if (TT == 1) {
+    // Decode: four rows per pass, and the next four (contiguous) prefetched at the pace these are
+    // read (32 * es bytes per step), as in the AVX-512 path.
+    for (; n + 4 <= n1; n += 4) {
+      const void* w0 = row(w, dt, n, K);
+      const void* w1 = row(w, dt, n + 1, K);
+      const void* w2 = row(w, dt, n + 2, K);
+      const void* w3 = row(w, dt, n + 3, K);
+      const char* nb = static_cast<const char*>(row(w, dt, n + 4 < n1 ? n + 4 : n, K));
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      for (int64_t i = 0; i < K8; i += 8) {
+        if ((i & 15) == 0) {
+          for (int64_t c = 0; c < es; c++) _mm_prefetch(nb + i * 4 * es + 64 * c, _MM_HINT_T0);
+        }
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(load8(w0, dt, i), xv, a0);
+        a1 = _mm256_fmadd_ps(load8(w1, dt, i), xv, a1);
+        a2 = _mm256_fmadd_ps(load8(w2, dt, i), xv, a2);
+        a3 = _mm256_fmadd_ps(load8(w3, dt, i), xv, a3);
+      }
+      float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+      const void* ws[4] = {w0, w1, w2, w3};
+      for (int r = 0; r < 4; r++) {
+        for (int64_t i = K8; i < K; i++) s[r] += load1(ws[r], dt, i) * x[i];
+        y[n + r] = s[r];
+      }
+    }
+  }
   for (; n + 2 <= n1; n += 2) {
     const void* w0 = row(w, dt, n, K);
     const void* w1 = row(w, dt, n + 1, K);

@@ -57,9 +57,7 @@ void gemv_t(float* y, int64_t ldy, const float* x, int64_t ldx, const void* w, D
       // group is consumed (64 * es bytes per step), so DRAM requests run ahead of the FMAs.
       const char* nb = static_cast<const char*>(row(w, dt, n + 4 < n1 ? n + 4 : n, K));
       for (int64_t i = 0; i < K16; i += 16) {
-        _mm_prefetch(nb + i * 4 * es, _MM_HINT_T0);
-        if (es > 2) { _mm_prefetch(nb + i * 4 * es + 64, _MM_HINT_T0); _mm_prefetch(nb + i * 4 * es + 128, _MM_HINT_T0); _mm_prefetch(nb + i * 4 * es + 192, _MM_HINT_T0); }
-        else _mm_prefetch(nb + i * 4 * es + 64, _MM_HINT_T0);
+        for (int64_t c = 0; c < es; c++) _mm_prefetch(nb + i * 4 * es + 64 * c, _MM_HINT_T0);
         const __m512 xv = _mm512_loadu_ps(x + i);
         a0 = _mm512_fmadd_ps(load16(w0, dt, i), xv, a0);
         a1 = _mm512_fmadd_ps(load16(w1, dt, i), xv, a1);

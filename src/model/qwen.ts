@@ -378,7 +378,10 @@ export class QwenModel {
     const C = vc.hiddenSize, H = vc.numHeads, D = C / H;
     const px = pixels.dtype === 'f32' ? pixels.contiguous() : pixels.to('f32');
     const pw = this.#w('visual.patch_embed.proj.weight');
-    const x0 = yield* call(linearJob(px, pw.reshape([C, K])));
+    const pw2 = pw.reshape([C, K]);
+    const x0 = yield* call(linearJob(px, pw2));
+    pw2.dispose();
+    if (px !== pixels) px.dispose();
     // Window order: groups of `unit` patches (one merged token each) move together.
     const { index, cuWindow } = windowIndex(grids, vc.windowSize, m, vc.patchSize);
     const reorder = (src: Float32Array, width: number, dst: Float32Array) => {
@@ -419,8 +422,10 @@ export class QwenModel {
       r.lse.dispose();
       const a = r.out;
       q.dispose(); k.dispose(); v.dispose();
-      const o = yield* call(linearJob(a.reshape([N, C]), this.#w(p + 'attn.proj.weight'), this.#wOpt(p + 'attn.proj.bias')));
+      const a2 = a.reshape([N, C]);
       a.dispose();
+      const o = yield* call(linearJob(a2, this.#w(p + 'attn.proj.weight'), this.#wOpt(p + 'attn.proj.bias')));
+      a2.dispose();
       addInto(x, o); o.dispose();
       const h2 = yield* call(rmsNormJob(x, this.#w(p + 'norm2.weight'), eps));
       const g = yield* call(linearJob(h2, this.#w(p + 'mlp.gate_proj.weight'), this.#wOpt(p + 'mlp.gate_proj.bias')));
@@ -435,8 +440,10 @@ export class QwenModel {
     posT.dispose(); sec.dispose(); cuF.dispose(); cuW.dispose();
     const ln = yield* call(rmsNormJob(x, this.#w('visual.merger.ln_q.weight'), eps));
     x.dispose();
-    const m1 = yield* call(linearJob(ln.reshape([N / unit, C * unit]), this.#w('visual.merger.mlp.0.weight'), this.#wOpt('visual.merger.mlp.0.bias')));
+    const ln4 = ln.reshape([N / unit, C * unit]);
     ln.dispose();
+    const m1 = yield* call(linearJob(ln4, this.#w('visual.merger.mlp.0.weight'), this.#wOpt('visual.merger.mlp.0.bias')));
+    ln4.dispose();
     const ge = yield* call(geluJob(m1));
     m1.dispose();
     const m2 = yield* call(linearJob(ge, this.#w('visual.merger.mlp.2.weight'), this.#wOpt('visual.merger.mlp.2.bias')));
@@ -533,15 +540,21 @@ export class QwenModel {
     let logits: Tensor | undefined;
     const mode = o.logits ?? 'all';
     if (mode === 'all') {
-      logits = (yield* call(linearJob(hidden, this.lmHead))).reshape([B, L, V]);
+      const lg = yield* call(linearJob(hidden, this.lmHead));
+      logits = lg.reshape([B, L, V]);
+      lg.dispose();
     } else if (mode === 'last') {
       const last = Tensor.empty([B, C]);
       const hd = hidden.data as Float32Array;
       for (let b = 0; b < B; b++) (last.data as Float32Array).set(hd.subarray(((b + 1) * L - 1) * C, (b + 1) * L * C), b * C);
-      logits = (yield* call(linearJob(last, this.lmHead))).reshape([B, 1, V]);
+      const lg = yield* call(linearJob(last, this.lmHead));
+      logits = lg.reshape([B, 1, V]);
+      lg.dispose();
       last.dispose();
     }
-    return { logits, hidden: hidden.reshape([B, L, C]), positionIds: positions };
+    const hid = hidden.reshape([B, L, C]);
+    hidden.dispose();
+    return { logits, hidden: hid, positionIds: positions };
   }
 
   /**
