@@ -12,3 +12,4 @@ export { gatherLogprobs, gatherLogprobsSync, gatherLogprobsBackward, gatherLogpr
 export type { Targets, GatherOptions, GatherBackwardOptions, LogprobsResult, LinearLogprobsOptions, LinearBackwardOptions,
   LinearBackwardResult, LinearTile } from './kernels/gather.js';
 export { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, linearCdpo, linearCdpoSync, type AdvantageScale, type CdpoInputs, type CdpoLossArgs, type CdpoLossResult, type CdpoLossType, type CdpoMetrics, type CdpoOptions, type GroupAdvantagesOptions, type ImportanceSampling, type LinearCdpoArgs, type LinearCdpoResult } from './kernels/cdpo.js';
+export { loadModel, QwenModel, KVCache, qwenConfigFromHF, generate, generateStream, type QwenConfig, type QwenVisionConfig, type QwenInputs, type QwenOutputs, type GridThw, type GenerateOptions, type GeneratedSample, type GenerateEvent } from './model/index.js';
