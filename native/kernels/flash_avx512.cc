@@ -81,14 +81,15 @@ void nn_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, con
     const int nv = int((nj + 15) / 16);
     const int64_t tail = nj - 16 * (nv - 1);
     const __mmask16 last = tail == 16 ? __mmask16(0xFFFF) : __mmask16((1u << tail) - 1);
-    const int mi = nv <= 4 ? 4 : nv == 5 ? 3 : 2;
+    // Row blocks that fill the 32 registers: 6 x 4 vectors (24 accumulators) or 4 x 5..6.
     int64_t i0 = 0;
-    if (mi == 4)
-      for (; i0 + 4 <= M; i0 += 4) rows<4>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
-    else if (mi == 3)
-      for (; i0 + 3 <= M; i0 += 3) rows<3>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
-    else
+    if (nv <= 4) {
+      for (; i0 + 6 <= M; i0 += 6) rows<6>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
       for (; i0 + 2 <= M; i0 += 2) rows<2>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+    } else {
+      for (; i0 + 4 <= M; i0 += 4) rows<4>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+      for (; i0 + 2 <= M; i0 += 2) rows<2>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+    }
     for (; i0 < M; ++i0) rows<1>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
     j0 += nj;
   }

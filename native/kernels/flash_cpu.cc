@@ -104,17 +104,26 @@ void mask_causal(float* s, int64_t ld, int64_t br, int64_t bc, int64_t iq0, int6
 
 void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
   const int64_t D = a.D, group = a.Hq / a.Hkv;
-  // Items: (segment, head, a run of query tiles). The keys of the item's segment are packed
-  // transposed once per item and serve all its query tiles.
+  // Items: (segment, head, a run of query tiles); the keys of the item's segment are packed
+  // transposed once per item and serve all its query tiles. Small segments (windows) are one item
+  // for all heads: their q, k, v rows are first copied whole (one contiguous block each, read
+  // sequentially) instead of being gathered head by head from rows H * D floats apart.
   struct Item {
-    int64_t b, h, qt0, qt1;
+    int64_t b, h, qt0, qt1;  // h = -1: all heads of a small segment
   };
+  constexpr int64_t kSmall = 128;
   std::vector<Item> items;
-  int64_t longest = 0;
+  int64_t longest = 0, small_floats = 0;
   for (int64_t b = 0; b < a.B; ++b) {
     const Seg g = seg(a, b);
     longest = std::max(longest, g.Lk);
     const int64_t ntiles = (g.Lq + kBr - 1) / kBr;
+    if (ntiles == 0) continue;
+    if (g.Lq <= kSmall && g.Lk <= kSmall && a.B > 1) {
+      items.push_back({b, -1, 0, ntiles});
+      small_floats = std::max(small_floats, (g.Lq * a.Hq + 2 * g.Lk * a.Hkv) * D);
+      continue;
+    }
     const int64_t run = 8;  // query tiles per item: enough items for the threads, few re-packs
     for (int64_t h = 0; h < a.Hq; ++h)
       for (int64_t t = 0; t < ntiles; t += run) items.push_back({b, h, t, std::min(ntiles, t + run)});
@@ -123,7 +132,7 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
   // Row stride of the transposed keys: padded off multiples of 4 KiB, whose rows would all map
   // to the same few L1 sets.
   const int64_t ldk = std::max<int64_t>(kBc, (longest + kBc - 1) / kBc * kBc) + 16;
-  const size_t per = size_t(kBr * D * 2 + D * ldk + ldk * D + 2 * kBr * kBc);
+  const size_t per = size_t(kBr * D * 2 + D * ldk + ldk * D + 2 * kBr * kBc + small_floats);
   ScratchBuffer<float> scratch(per * size_t(nth));
   parallel_chunks(int64_t(items.size()), 1, [&](int64_t i0, int64_t i1, int tid) {
     float* Qs = scratch.data() + per * size_t(tid);
@@ -132,19 +141,21 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
     float* Vr = KT + D * ldk;  // [Lk, D]
     float* S = Vr + ldk * D;
     float* P = S + kBr * kBc;
+    float* local = P + kBr * kBc;  // a small segment's q, k, v rows
     OnlineRow row[kBr];
-    for (int64_t it = i0; it < i1; ++it) {
-      const Item& w = items[size_t(it)];
-      const Seg g = seg(a, w.b);
-      const int64_t kvh = w.h / group;
-      const int64_t kneed = visible_keys(std::min(g.Lq, w.qt1 * kBr) - 1, g.Lq, g.Lk, a.causal);
-      // K transposed and V packed once per item, for all its query tiles. (Reading q or v rows in
-      // place is slower: rows H * D floats apart alias to a few L1 sets.)
-      pack_cols(a.k, a.Hkv, D, g.k0, kneed, kvh, KT, ldk);
-      pack_rows(a.v, a.Hkv, D, g.k0, kneed, kvh, 1.0f, Vr);
-      for (int64_t qt = w.qt0; qt < w.qt1; ++qt) {
+    // One head over query tiles [qt0, qt1): q, k, v rows read from qb/kb/vb at the rows of `g`
+    // (the segment itself, or its local copy), results written at the rows of `real`.
+    auto head = [&](const float* qb, const float* kb, const float* vb, const Seg& g, const Seg& real, int64_t h,
+                    int64_t qt0, int64_t qt1) {
+      const int64_t kvh = h / group;
+      const int64_t kneed = visible_keys(std::min(g.Lq, qt1 * kBr) - 1, g.Lq, g.Lk, a.causal);
+      // K transposed and V packed once, for all the query tiles. (Reading q or v rows in place is
+      // slower: rows H * D floats apart alias to a few L1 sets.)
+      pack_cols(kb, a.Hkv, D, g.k0, kneed, kvh, KT, ldk);
+      pack_rows(vb, a.Hkv, D, g.k0, kneed, kvh, 1.0f, Vr);
+      for (int64_t qt = qt0; qt < qt1; ++qt) {
         const int64_t iq0 = qt * kBr, br = std::min(kBr, g.Lq - iq0);
-        pack_rows(a.q, a.Hq, D, g.q0 + iq0, br, w.h, a.scale, Qs);
+        pack_rows(qb, a.Hq, D, g.q0 + iq0, br, h, a.scale, Qs);
         std::fill(O, O + br * D, 0.0f);
         for (int64_t i = 0; i < br; ++i) row[i] = {-INFINITY, 0.0f};
         const int64_t kend = visible_keys(iq0 + br - 1, g.Lq, g.Lk, a.causal);
@@ -166,13 +177,29 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
           flash::nn(br, D, bc, P, kBc, Vr + kk0 * D, D, O, D, true);
         }
         for (int64_t i = 0; i < br; ++i) {
-          const int64_t r = (g.q0 + iq0 + i) * a.Hq + w.h;
+          const int64_t r = (real.q0 + iq0 + i) * a.Hq + h;
           const float inv = row[i].l > 0.0f ? 1.0f / row[i].l : 0.0f;
           float* dst = out + r * D;
           for (int64_t t = 0; t < D; ++t) dst[t] = O[i * D + t] * inv;
           lse[r] = online_lse(row[i]);
         }
       }
+    };
+    for (int64_t it = i0; it < i1; ++it) {
+      const Item& w = items[size_t(it)];
+      const Seg g = seg(a, w.b);
+      if (w.h >= 0) {
+        head(a.q, a.k, a.v, g, g, w.h, w.qt0, w.qt1);
+        continue;
+      }
+      float* lq = local;
+      float* lk = lq + g.Lq * a.Hq * D;
+      float* lv = lk + g.Lk * a.Hkv * D;
+      std::memcpy(lq, a.q + g.q0 * a.Hq * D, size_t(g.Lq * a.Hq * D) * sizeof(float));
+      std::memcpy(lk, a.k + g.k0 * a.Hkv * D, size_t(g.Lk * a.Hkv * D) * sizeof(float));
+      std::memcpy(lv, a.v + g.k0 * a.Hkv * D, size_t(g.Lk * a.Hkv * D) * sizeof(float));
+      const Seg lg{0, g.Lq, 0, g.Lk};
+      for (int64_t h = 0; h < a.Hq; ++h) head(lq, lk, lv, lg, g, h, w.qt0, w.qt1);
     }
   });
 }
