@@ -124,14 +124,22 @@ void gemv_t(float* y, int64_t ldy, const float* x, int64_t ldx, const void* w, D
 
 void gemv_rows_avx512(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt,
                       int64_t K, int64_t n0, int64_t n1) {
-  for (int64_t t = 0; t < T; t += 4) {
-    const int64_t r = T - t < 4 ? T - t : 4;
+  // Up to 8 activation rows per pass over the weights (2 weight rows x 8 = 16 accumulators fit
+  // the 32 registers): n = 8 samples decoding together read the weights once, not twice.
+  for (int64_t t = 0; t < T; t += 8) {
+    const int64_t r = T - t < 8 ? T - t : 8;
     float* yy = y + t * ldy;
     const float* xx = x + t * ldx;
-    if (r == 4) gemv_t<4>(yy, ldy, xx, ldx, w, wdt, K, n0, n1);
-    else if (r == 3) gemv_t<3>(yy, ldy, xx, ldx, w, wdt, K, n0, n1);
-    else if (r == 2) gemv_t<2>(yy, ldy, xx, ldx, w, wdt, K, n0, n1);
-    else gemv_t<1>(yy, ldy, xx, ldx, w, wdt, K, n0, n1);
+    switch (r) {
+      case 8: gemv_t<8>(yy, ldy, xx, ldx, w, wdt, K, n0, n1); break;
+      case 7: gemv_t<7>(yy, ldy, xx, ldx, w, wdt, K, n0, n1); break;
+      case 6: gemv_t<6>(yy, ldy, xx, ldx, w, wdt, K, n0, n1); break;
+      case 5: gemv_t<5>(yy, ldy, xx, ldx, w, wdt, K, n0, n1); break;
+      case 4: gemv_t<4>(yy, ldy, xx, ldx, w, wdt, K, n0, n1); break;
+      case 3: gemv_t<3>(yy, ldy, xx, ldx, w, wdt, K, n0, n1); break;
+      case 2: gemv_t<2>(yy, ldy, xx, ldx, w, wdt, K, n0, n1); break;
+      default: gemv_t<1>(yy, ldy, xx, ldx, w, wdt, K, n0, n1);
+    }
   }
 }
 
