@@ -115,6 +115,16 @@ export class Tensor {
     registry.register(this, shared, this);
   }
 
+  /**
+   * @internal A contiguous view of `shape` elements of `dtype` that starts `byteOffset` bytes into
+   * this tensor's storage (a multiple of the dtype's size; the caller checks the bounds). The
+   * safetensors reader uses it for zero-copy tensors over a mapped file.
+   */
+  _viewBytes(dtype: DType, shape: readonly number[], byteOffset: number): Tensor {
+    if (this.#shared === null) throw new TypeError('Expected a live Tensor but it has been disposed');
+    return new Tensor(this.#shared, dtype, shape, contiguousStrides(shape), byteOffset / DTYPE_SIZE[dtype]);
+  }
+
   /** @internal Wraps a fresh native storage as a contiguous tensor. */
   static _wrap(handle: StorageHandle, dtype: DType, shape: readonly number[]): Tensor {
     return new Tensor(new Shared(handle), dtype, shape, contiguousStrides(shape), 0);

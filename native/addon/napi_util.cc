@@ -62,8 +62,9 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
   void attach(Napi::Env env, StoragePtr s) {
     storage_ = std::move(s);
     env_ = env;
-    reported_ = int64_t(storage_->bytes);
-    if (storage_->device < 0) Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+    // File mappings are paged in and out by the kernel: they do not pressure the heap.
+    reported_ = storage_->owner ? 0 : int64_t(storage_->bytes);
+    if (storage_->device < 0 && reported_) Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
   }
   const StoragePtr& storage() const { return storage_; }
 

@@ -37,7 +37,7 @@ HostMemoryStats host_memory_stats() { return {g_live.load(), g_peak.load(), g_co
 void reset_host_memory_peak() { g_peak.store(g_live.load()); }
 
 Storage::~Storage() {
-  if (!data) return;
+  if (!data || owner) return;
   if (device < 0)
     host_free(data, bytes);
   else

@@ -13,6 +13,9 @@ struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   int device = -1;  // -1: CPU; >= 0: CUDA device index
+  // Memory the Storage does not own (a memory-mapped file): `owner` releases it when the last
+  // reference goes; data is then neither counted nor freed here.
+  std::shared_ptr<void> owner;
   ~Storage();
   Storage() = default;
   Storage(const Storage&) = delete;
