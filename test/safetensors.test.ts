@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { memoryStats } from '../src/backend.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { readCheckpointWeights, readSafetensors, writeSafetensors } from '../src/model/safetensors.js';
 import { Tensor } from '../src/tensor.js';
 import { randomF32, throwsLike } from './helpers.js';
@@ -145,6 +146,21 @@ test('writes are atomic: a failed write leaves the old file and no temporary fil
   const st = readSafetensors(file);
   assert.equal([...st.tensors.keys()], ['z']);
   st.dispose();
+});
+
+test('loadCheckpoint: config.json + weights (+ chat template); a folder without config.json is a clear error', () => {
+  const ck = mkdtempSync(path.join(dir, 'load-'));
+  throwsLike(() => loadCheckpoint(ck), RangeError, /config\.json/);
+  writeFileSync(path.join(ck, 'config.json'), JSON.stringify({ architectures: ['Qwen2ForCausalLM'], hidden_size: 8 }));
+  writeSafetensors(path.join(ck, 'model.safetensors'), { 'model.embed_tokens.weight': Tensor.from(randomF32(32, 1), [4, 8], 'bf16') });
+  writeFileSync(path.join(ck, 'tokenizer_config.json'), JSON.stringify({ chat_template: '{{ messages }}' }));
+  const c = loadCheckpoint(ck);
+  assert.equal((c.config as { hidden_size: number }).hidden_size, 8);
+  assert.is(c.weights.get('model.embed_tokens.weight')!.dtype, 'bf16');
+  assert.is(c.chatTemplate, '{{ messages }}');
+  c.dispose();
+  writeFileSync(path.join(ck, 'config.json'), '{ nope');
+  throwsLike(() => loadCheckpoint(ck), RangeError, /Invalid .*config\.json/);
 });
 
 test.run();
