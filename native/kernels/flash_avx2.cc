@@ -10,6 +10,8 @@
 #include <immintrin.h>
 
 VT_AVX2_BEGIN
+#define VT_VEXP_AVX2
+#include "../core/vexp.h"
 namespace vt {
 namespace flash {
 namespace detail {
@@ -59,22 +61,6 @@ inline void rows(int nv, int64_t K, const float* A, int64_t lda, const float* B,
   }
 }
 
-inline __m256 exp256(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(0.00829032f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.04189793f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.16667636f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.4999915f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.9999997f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  // x <= 0 here (scores minus their max): 2^n with n in [-126, 0] fits the exponent field.
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 }  // namespace
 
 void nn_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
@@ -107,7 +93,7 @@ float exp_shift_avx2(const float* s, float* p, int64_t n, float m) {
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
     const __m256 x = _mm256_loadu_ps(s + j);
-    const __m256 e = _mm256_and_ps(_mm256_cmp_ps(x, ninf, _CMP_NEQ_OQ), exp256(_mm256_sub_ps(x, vm)));
+    const __m256 e = _mm256_and_ps(_mm256_cmp_ps(x, ninf, _CMP_NEQ_OQ), vexp::exp256(_mm256_sub_ps(x, vm)));
     _mm256_storeu_ps(p + j, e);
     acc = _mm256_add_ps(acc, e);
   }

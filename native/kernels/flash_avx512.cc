@@ -10,6 +10,8 @@
 #include <immintrin.h>
 
 VT_AVX512_BEGIN
+#define VT_VEXP_AVX512
+#include "../core/vexp.h"
 namespace vt {
 namespace flash {
 namespace detail {
@@ -55,20 +57,6 @@ inline void rows(int nv, int64_t K, const float* A, int64_t lda, const float* B,
   }
 }
 
-inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-103.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(0.00829032f);  // 1 + r q(r), relative error < 1e-7 on |r| <= ln2/2
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04189793f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.16667636f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.4999915f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.9999997f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
 }  // namespace
 
 void nn_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
@@ -112,7 +100,7 @@ float exp_shift_avx512(const float* s, float* p, int64_t n, float m) {
     const __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, s + j);
     // -inf scores (masked keys) give exactly 0.
     const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
-    const __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(x, vm)));
+    const __m512 e = _mm512_maskz_mov_ps(live, vexp::exp512_nonpos(_mm512_sub_ps(x, vm)));
     _mm512_mask_storeu_ps(p + j, k, e);
     acc = _mm512_add_ps(acc, e);
   }

@@ -9,35 +9,14 @@
 #include <immintrin.h>
 
 VT_AVX2_BEGIN
+#define VT_VEXP_AVX2
+#include "../core/vexp.h"
 namespace vt {
 namespace gather {
 namespace detail {
 namespace {
 
-// exp(x) to ~1 ulp (as exp512): 2^n built in the exponent bits; below -87.3 exactly 0.
-inline __m256 exp256(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.3f);
-  const __m256 tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  x = _mm256_max_ps(x, lo);
-  x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  // 1 + r q(r), q of degree 4 fitted for relative error (max 9.5e-8 on |r| <= ln2/2).
-  __m256 p = _mm256_set1_ps(0.00829032f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.04189793f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.16667636f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.4999915f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.9999997f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  // 2^n as two factors so that n = 128 (x near 88.7) stays finite where it should.
-  const __m256i ni = _mm256_cvtps_epi32(n);
-  const __m256i h = _mm256_srai_epi32(ni, 1);
-  const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
-  const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
-  p = _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
-  return _mm256_andnot_ps(tiny, p);
-}
+using vexp::exp256;
 
 inline __m256 load_tail(const float* x, int64_t left, float fill) {
   alignas(32) float buf[8];

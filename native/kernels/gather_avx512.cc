@@ -9,48 +9,16 @@
 #include <immintrin.h>
 
 VT_AVX512_BEGIN
+#define VT_VEXP_AVX512
+#include "../core/vexp.h"
 namespace vt {
 namespace gather {
 namespace detail {
 namespace {
 
-// exp(x) to ~2 ulp: x = n ln2 + r, |r| <= ln2/2, degree-5 polynomial, 2^n by scalef.
-// Below -87.3 the result is 0 (exactly, so -inf logits add nothing); above 88.7, inf.
-inline __m512 exp512(__m512 x) {
-  const __m512 lo = _mm512_set1_ps(-87.3f);
-  const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-  x = _mm512_max_ps(x, lo);
-  x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  // 1 + r q(r), q of degree 4 fitted for relative error (max 9.5e-8 on |r| <= ln2/2).
-  __m512 p = _mm512_set1_ps(0.00829032f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04189793f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.16667636f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.4999915f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.9999997f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_scalef_ps(p, n);
-  return _mm512_mask_mov_ps(p, tiny, _mm512_setzero_ps());
-}
+using vexp::exp512;
+using vexp::exp512_nonpos;
 
-// exp(x) for x <= ~0 (shifted logits): no overflow clamp and no zero mask; below -103 the
-// scaled result is 0 (or a denormal that no sum notices).
-inline __m512 exp512_nonpos(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-103.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  // 1 + r q(r), q of degree 4 fitted for relative error (max 9.5e-8 on |r| <= ln2/2).
-  __m512 p = _mm512_set1_ps(0.00829032f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04189793f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.16667636f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.4999915f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.9999997f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
 
 inline float chunk_max(const float* x, int64_t n) {
   __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
