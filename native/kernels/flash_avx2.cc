@@ -26,7 +26,7 @@ inline __m256i lane_mask(int64_t n) {  // first n of 8 lanes
 #define VT_UNROLL _Pragma("GCC unroll 16")
 template <int MI, int NV>
 inline void block(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool acc,
-                  __m256i last) {
+                  __m256i last, const float* rs) {
   const __m256i full = _mm256_set1_epi32(-1);
   __m256 c[MI][NV];
   VT_UNROLL for (int r = 0; r < MI; ++r) {
@@ -35,6 +35,12 @@ inline void block(int64_t K, const float* A, int64_t lda, const float* B, int64_
   if (acc) {
     VT_UNROLL for (int r = 0; r < MI; ++r) {
       VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm256_maskload_ps(C + r * ldc + 8 * v, v == NV - 1 ? last : full);
+    }
+    if (rs) {
+      VT_UNROLL for (int r = 0; r < MI; ++r) {
+        const __m256 f = _mm256_set1_ps(rs[r]);
+        VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm256_mul_ps(c[r][v], f);
+      }
     }
   }
   for (int64_t kk = 0; kk < K; ++kk) {
@@ -52,26 +58,26 @@ inline void block(int64_t K, const float* A, int64_t lda, const float* B, int64_
 
 template <int MI>
 inline void rows(int nv, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                 bool acc, __m256i last) {
+                 bool acc, __m256i last, const float* rs) {
   switch (nv) {
-    case 1: return block<MI, 1>(K, A, lda, B, ldb, C, ldc, acc, last);
-    case 2: return block<MI, 2>(K, A, lda, B, ldb, C, ldc, acc, last);
-    case 3: return block<MI, 3>(K, A, lda, B, ldb, C, ldc, acc, last);
-    default: return block<MI, 4>(K, A, lda, B, ldb, C, ldc, acc, last);
+    case 1: return block<MI, 1>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
+    case 2: return block<MI, 2>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
+    case 3: return block<MI, 3>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
+    default: return block<MI, 4>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
   }
 }
 
 }  // namespace
 
 void nn_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-             int64_t ldc, bool acc) {
+             int64_t ldc, bool acc, const float* row_scale) {
   for (int64_t j0 = 0; j0 < N; j0 += 32) {
     const int64_t nj = N - j0 < 32 ? N - j0 : 32;
     const int nv = int((nj + 7) / 8);
     const __m256i last = lane_mask(nj - 8 * (nv - 1));
     int64_t i0 = 0;
-    for (; i0 + 4 <= M; i0 += 4) rows<4>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
-    for (; i0 < M; ++i0) rows<1>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+    for (; i0 + 4 <= M; i0 += 4) rows<4>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last, row_scale ? row_scale + i0 : nullptr);
+    for (; i0 < M; ++i0) rows<1>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last, row_scale ? row_scale + i0 : nullptr);
   }
 }
 

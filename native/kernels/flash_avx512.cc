@@ -21,7 +21,7 @@ namespace {
 #define VT_UNROLL _Pragma("GCC unroll 16")
 template <int MI, int NV>
 inline void block(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool acc,
-                  __mmask16 last) {
+                  __mmask16 last, const float* rs) {
   __m512 c[MI][NV];
   VT_UNROLL for (int r = 0; r < MI; ++r) {
     VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm512_setzero_ps();
@@ -29,6 +29,12 @@ inline void block(int64_t K, const float* A, int64_t lda, const float* B, int64_
   if (acc) {
     VT_UNROLL for (int r = 0; r < MI; ++r) {
       VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm512_maskz_loadu_ps(v == NV - 1 ? last : __mmask16(0xFFFF), C + r * ldc + 16 * v);
+    }
+    if (rs) {
+      VT_UNROLL for (int r = 0; r < MI; ++r) {
+        const __m512 f = _mm512_set1_ps(rs[r]);
+        VT_UNROLL for (int v = 0; v < NV; ++v) c[r][v] = _mm512_mul_ps(c[r][v], f);
+      }
     }
   }
   for (int64_t kk = 0; kk < K; ++kk) {
@@ -46,21 +52,21 @@ inline void block(int64_t K, const float* A, int64_t lda, const float* B, int64_
 
 template <int MI>
 inline void rows(int nv, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                 bool acc, __mmask16 last) {
+                 bool acc, __mmask16 last, const float* rs) {
   switch (nv) {
-    case 1: return block<MI, 1>(K, A, lda, B, ldb, C, ldc, acc, last);
-    case 2: return block<MI, 2>(K, A, lda, B, ldb, C, ldc, acc, last);
-    case 3: return block<MI, 3>(K, A, lda, B, ldb, C, ldc, acc, last);
-    case 4: return block<MI, 4>(K, A, lda, B, ldb, C, ldc, acc, last);
-    case 5: return block<MI, 5>(K, A, lda, B, ldb, C, ldc, acc, last);
-    default: return block<MI, 6>(K, A, lda, B, ldb, C, ldc, acc, last);
+    case 1: return block<MI, 1>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
+    case 2: return block<MI, 2>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
+    case 3: return block<MI, 3>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
+    case 4: return block<MI, 4>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
+    case 5: return block<MI, 5>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
+    default: return block<MI, 6>(K, A, lda, B, ldb, C, ldc, acc, last, rs);
   }
 }
 
 }  // namespace
 
 void nn_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-               int64_t ldc, bool acc) {
+               int64_t ldc, bool acc, const float* row_scale) {
   // Column blocks of up to 64 (4 rows x 4 vectors), or one block of 65..96 columns (head sizes
   // 72, 80, 96: 3 rows x 5 vectors or 2 rows x 6), so no narrow tail block wastes the FMAs.
   for (int64_t j0 = 0; j0 < N;) {
@@ -72,13 +78,13 @@ void nn_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, con
     // Row blocks that fill the 32 registers: 6 x 4 vectors (24 accumulators) or 4 x 5..6.
     int64_t i0 = 0;
     if (nv <= 4) {
-      for (; i0 + 6 <= M; i0 += 6) rows<6>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
-      for (; i0 + 2 <= M; i0 += 2) rows<2>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+      for (; i0 + 6 <= M; i0 += 6) rows<6>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last, row_scale ? row_scale + i0 : nullptr);
+      for (; i0 + 2 <= M; i0 += 2) rows<2>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last, row_scale ? row_scale + i0 : nullptr);
     } else {
-      for (; i0 + 4 <= M; i0 += 4) rows<4>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
-      for (; i0 + 2 <= M; i0 += 2) rows<2>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+      for (; i0 + 4 <= M; i0 += 4) rows<4>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last, row_scale ? row_scale + i0 : nullptr);
+      for (; i0 + 2 <= M; i0 += 2) rows<2>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last, row_scale ? row_scale + i0 : nullptr);
     }
-    for (; i0 < M; ++i0) rows<1>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last);
+    for (; i0 < M; ++i0) rows<1>(nv, K, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, acc, last, row_scale ? row_scale + i0 : nullptr);
     j0 += nj;
   }
 }

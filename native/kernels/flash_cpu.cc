@@ -17,14 +17,16 @@ namespace vt {
 namespace flash {
 
 void nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-        bool acc) {
+        bool acc, const float* row_scale) {
 #if VT_X86
-  if (cpu().use_avx512) return detail::nn_avx512(M, N, K, A, lda, B, ldb, C, ldc, acc);
-  if (cpu().use_avx2) return detail::nn_avx2(M, N, K, A, lda, B, ldb, C, ldc, acc);
+  if (cpu().use_avx512) return detail::nn_avx512(M, N, K, A, lda, B, ldb, C, ldc, acc, row_scale);
+  if (cpu().use_avx2) return detail::nn_avx2(M, N, K, A, lda, B, ldb, C, ldc, acc, row_scale);
 #endif
   for (int64_t i = 0; i < M; ++i) {
     float* c = C + i * ldc;
     if (!acc) std::fill(c, c + N, 0.0f);
+    else if (row_scale)
+      for (int64_t j = 0; j < N; ++j) c[j] *= row_scale[i];
     for (int64_t k = 0; k < K; ++k) {
       const float a = A[i * lda + k];
       const float* b = B + k * ldb;
@@ -143,6 +145,7 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
     float* P = S + kBr * kBc;
     float* local = P + kBr * kBc;  // a small segment's q, k, v rows
     OnlineRow row[kBr];
+    float alpha[kBr];
     // One head over query tiles [qt0, qt1): q, k, v rows read from qb/kb/vb at the rows of `g`
     // (the segment itself, or its local copy), results written at the rows of `real`.
     auto head = [&](const float* qb, const float* kb, const float* vb, const Seg& g, const Seg& real, int64_t h,
@@ -165,16 +168,13 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
           mask_causal(S, kBc, br, bc, iq0, kk0, g, a.causal);
           for (int64_t i = 0; i < br; ++i) {
             const float* s = S + i * kBc;
-            const float alpha = online_rescale(row[i], flash::row_max(s, bc));
-            float* o = O + i * D;
-            if (alpha != 1.0f)
-              for (int64_t t = 0; t < D; ++t) o[t] *= alpha;
+            alpha[i] = online_rescale(row[i], flash::row_max(s, bc));
             if (row[i].m == -INFINITY)
               std::fill(P + i * kBc, P + i * kBc + bc, 0.0f);
             else
               row[i].l += flash::exp_shift(s, P + i * kBc, bc, row[i].m);
           }
-          flash::nn(br, D, bc, P, kBc, Vr + kk0 * D, D, O, D, true);
+          flash::nn(br, D, bc, P, kBc, Vr + kk0 * D, D, O, D, true, alpha);  // O = alpha O + P V
         }
         for (int64_t i = 0; i < br; ++i) {
           const int64_t r = (real.q0 + iq0 + i) * a.Hq + h;
