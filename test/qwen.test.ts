@@ -13,6 +13,7 @@ import * as assert from 'uvu/assert';
 
 import { generate, generateStream, sampleToken, samplerRng } from '../src/model/generate.js';
 import { loadModel } from '../src/model/index.js';
+import { writeSafetensors } from '../src/model/safetensors.js';
 import { QwenModel, qwenConfigFromHF, windowIndex, type GridThw } from '../src/model/qwen.js';
 import { Tensor } from '../src/tensor.js';
 import { assertRel, randomF32, rejectsLike, relErr } from './helpers.js';
@@ -358,10 +359,27 @@ test('generateStream: tokens stream while the event loop runs; AbortSignal stops
   await rejectsLike(generate(model, { inputIds: [] }), RangeError, /at least one prompt token/);
 });
 
+test('loadModel: a checkpoint folder written by the package (bf16 safetensors) gives the in-memory model\'s logits', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'vt-qwen-ckpt-'));
+  try {
+    const tensors = new Map<string, Tensor>();
+    for (const [k, v] of W) tensors.set(k, Tensor.from(v, W.shapes.get(k)!, 'bf16'));
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify(HF));
+    const loaded = await loadModel(dir);
+    const { model: m16 } = toModel(W, 'bf16');
+    const c = CASES.imageVideo!;
+    const a = ours(c, loaded), b = ours(c, m16);
+    assert.equal(Array.from(f32(a.logits!)), Array.from(f32(b.logits!)));
+    assert.is(loaded.weights.get('visual.blocks.0.attn.qkv.weight')!.dtype, 'bf16');
+    loaded.dispose(); loaded.checkpoint.dispose();
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
 test('loadModel: a folder without config.json gives a clear error; config.json normalisation', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'vt-qwen-empty-'));
   try {
-    await rejectsLike(loadModel(dir), Error, /Cannot read .*config\.json.*Hugging Face checkpoint folder/);
+    await rejectsLike(loadModel(dir), RangeError, /config\.json: a Hugging Face checkpoint folder/);
   } finally { rmSync(dir, { recursive: true, force: true }); }
   await rejectsLike(loadModel(''), TypeError, /checkpoint folder path for dir/);
   const c = qwenConfigFromHF({ ...HF, rope_scaling: { rope_type: 'default', mrope_section: [2, 1, 1] }, text_config: { hidden_size: 32, num_attention_heads: 4 } });

@@ -1,12 +1,8 @@
 // loadModel(dir): a Qwen2.5-VL (or text-only Qwen2) checkpoint folder in Hugging Face layout as a
-// QwenModel. config.json is normalised by qwenConfigFromHF; the weights come from the
-// checkpoint loader (src/model/checkpoint.ts: safetensors, sharded or not, memory-mapped, kept in
-// their stored dtype), so a folder with only config.json and weights loads.
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
-
+// QwenModel. The checkpoint loader (src/model/checkpoint.ts) maps config.json and the safetensors
+// weights; qwenConfigFromHF normalises the config; a folder with only these two loads.
 import { typeError } from '../errors.js';
-import type { Tensor } from '../tensor.js';
+import { loadCheckpoint, type Checkpoint } from './checkpoint.js';
 import { QwenModel, qwenConfigFromHF } from './qwen.js';
 
 export { QwenModel, KVCache, qwenConfigFromHF, ropeIndex, windowIndex, visionPositions, canonicalName } from './qwen.js';
@@ -14,32 +10,21 @@ export type { QwenConfig, QwenVisionConfig, QwenInputs, QwenOutputs, GridThw } f
 export { generate, generateStream, sampleToken, samplerRng } from './generate.js';
 export type { GenerateOptions, GeneratedSample, GenerateEvent } from './generate.js';
 
-/** What the checkpoint loader returns (the fields loadModel uses). */
-interface Checkpoint { weights: Map<string, Tensor> }
-type CheckpointModule = { loadCheckpoint(dir: string): Checkpoint | Promise<Checkpoint> };
-
-// A variable specifier: the loader is another module of this package, resolved at run time.
-const CHECKPOINT_MODULE = './checkpoint.js';
-
 /**
- * Loads the checkpoint folder `dir` (config.json + *.safetensors) as a QwenModel. The loader's
- * result (tokenizer, processor and chat template where the folder has them) is kept as
- * `model.checkpoint`.
+ * Loads the checkpoint folder `dir` (config.json + *.safetensors, sharded or not; weights are
+ * memory-mapped and stay in their stored dtype) as a QwenModel. The loader's result (config,
+ * metadata, chat template) is kept as `model.checkpoint`; model.dispose() does not unmap the
+ * weights, model.checkpoint.dispose() does.
  */
 export async function loadModel(dir: string): Promise<QwenModel & { checkpoint: Checkpoint }> {
   if (typeof dir !== 'string' || dir === '') throw typeError('dir', 'a checkpoint folder path', dir);
-  const cfgPath = path.join(dir, 'config.json');
-  let json: unknown;
+  const ck = loadCheckpoint(dir);
   try {
-    json = JSON.parse(await readFile(cfgPath, 'utf8'));
+    const model = new QwenModel(qwenConfigFromHF(ck.config), ck.weights) as QwenModel & { checkpoint: Checkpoint };
+    model.checkpoint = ck;
+    return model;
   } catch (e) {
-    throw new Error(`Cannot read ${cfgPath}: ${(e as Error).message}. Expected a Hugging Face checkpoint folder (config.json and *.safetensors)`);
+    ck.dispose();
+    throw e;
   }
-  const config = qwenConfigFromHF(json);
-  const mod = (await import(CHECKPOINT_MODULE)) as CheckpointModule;
-  const ck = await mod.loadCheckpoint(dir);
-  if (!ck || !(ck.weights instanceof Map)) throw new TypeError(`Expected loadCheckpoint(${dir}) to give a Map of weights`);
-  const model = new QwenModel(config, ck.weights) as QwenModel & { checkpoint: Checkpoint };
-  model.checkpoint = ck;
-  return model;
 }
