@@ -1,7 +1,8 @@
 // A small HTTP service around one loaded model: POST /ask {"video": "/path/clip.mp4",
 // "question": "...", "n": 1, "temperature": 0} streams the answer as text/event-stream, one event
 // per token; closing the connection aborts the generation. One generation runs at a time (the
-// native kernels already use every core); others wait in a queue.
+// native kernels already use every core); others wait in a queue. The prompt side (tokenizer,
+// chat template, video processor) comes from the checkpoint loader, as in video_qa.ts.
 //
 //   npx tsx examples/http_service.ts /models/VideoThinker-R1 8080
 //   curl -N -d '{"video":"clip.mp4","question":"What happens?"}' localhost:8080/ask

@@ -3,9 +3,11 @@
 //
 //   npx tsx examples/video_qa.ts /models/VideoThinker-R1 clip.mp4 "What does the person pick up?"
 //
-// loadModel reads config.json and the safetensors weights; the checkpoint's tokenizer, chat
-// template and video processor (ffmpeg from the system decodes the file, frames are sampled at
-// `fps`, resized to multiples of 28 and patchified in the reference's order) come with it.
+// loadModel maps config.json and the safetensors weights. The prompt side (tokenizer from
+// tokenizer.json, the checkpoint's chat template, and the video processor: ffmpeg from the system
+// decodes the file, frames are sampled at `fps`, resized to multiples of 28 and patchified in the
+// reference's order) is the checkpoint loader's; `CheckpointTools` below names the two calls this
+// example needs from it (adapt the names if that module spells them differently).
 import { loadModel } from '../src/model/index.js';
 
 const [dir, video, question] = process.argv.slice(2);
