@@ -13,3 +13,7 @@ export type { Targets, GatherOptions, GatherBackwardOptions, LogprobsResult, Lin
   LinearBackwardResult, LinearTile } from './kernels/gather.js';
 export { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, linearCdpo, linearCdpoSync, type AdvantageScale, type CdpoInputs, type CdpoLossArgs, type CdpoLossResult, type CdpoLossType, type CdpoMetrics, type CdpoOptions, type GroupAdvantagesOptions, type ImportanceSampling, type LinearCdpoArgs, type LinearCdpoResult } from './kernels/cdpo.js';
 export { loadModel, QwenModel, KVCache, qwenConfigFromHF, generate, generateStream, type QwenConfig, type QwenVisionConfig, type QwenInputs, type QwenOutputs, type GridThw, type GenerateOptions, type GeneratedSample, type GenerateEvent } from './model/index.js';
+export { readSafetensors, writeSafetensors, readCheckpointWeights, MAX_HEADER_BYTES } from './model/safetensors.js';
+export type { SafetensorsFile } from './model/safetensors.js';
+export { loadCheckpoint } from './model/checkpoint.js';
+export type { Checkpoint } from './model/checkpoint.js';
