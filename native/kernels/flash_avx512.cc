@@ -98,6 +98,39 @@ float row_max_avx512(const float* s, int64_t n) {
   return _mm512_reduce_max_ps(m);
 }
 
+void softmax_tile_avx512(const float* s, float* p, int64_t br, int64_t bc, int64_t ld, float* m, float* l, float* alpha) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  for (int64_t i = 0; i < br; ++i) {
+    const float* si = s + i * ld;
+    float* pi = p + i * ld;
+    __m512 mx = ninf;
+    for (int64_t j = 0; j < bc; j += 16) {
+      const __mmask16 k = bc - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (bc - j)) - 1);
+      mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, k, si + j));
+    }
+    const float bmax = _mm512_reduce_max_ps(mx);
+    const float mn = m[i] > bmax ? m[i] : bmax;
+    if (mn == -INFINITY) {  // nothing visible yet
+      alpha[i] = 1.0f;
+      for (int64_t j = 0; j < bc; ++j) pi[j] = 0.0f;
+      continue;
+    }
+    alpha[i] = m[i] == -INFINITY ? 0.0f : std::exp(m[i] - mn);
+    m[i] = mn;
+    const __m512 vm = _mm512_set1_ps(mn);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < bc; j += 16) {
+      const __mmask16 k = bc - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (bc - j)) - 1);
+      const __m512 x = _mm512_mask_loadu_ps(ninf, k, si + j);
+      const __mmask16 live = _mm512_mask_cmp_ps_mask(k, x, ninf, _CMP_NEQ_OQ);
+      const __m512 e = _mm512_maskz_mov_ps(live, vexp::exp512_nonpos(_mm512_sub_ps(x, vm)));
+      _mm512_mask_storeu_ps(pi + j, k, e);
+      acc = _mm512_add_ps(acc, e);
+    }
+    l[i] = l[i] * alpha[i] + _mm512_reduce_add_ps(acc);
+  }
+}
+
 float exp_shift_avx512(const float* s, float* p, int64_t n, float m) {
   const __m512 vm = _mm512_set1_ps(m);
   __m512 acc = _mm512_setzero_ps();

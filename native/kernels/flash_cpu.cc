@@ -45,6 +45,22 @@ float row_max(const float* s, int64_t n) {
   return m;
 }
 
+void softmax_tile(const float* s, float* p, int64_t br, int64_t bc, int64_t ld, float* m, float* l, float* alpha) {
+#if VT_X86
+  if (cpu().use_avx512) return detail::softmax_tile_avx512(s, p, br, bc, ld, m, l, alpha);
+#endif
+  for (int64_t i = 0; i < br; ++i) {
+    OnlineRow r{m[i], l[i]};
+    alpha[i] = online_rescale(r, row_max(s + i * ld, bc));
+    if (r.m == -INFINITY)
+      std::fill(p + i * ld, p + i * ld + bc, 0.0f);
+    else
+      r.l += exp_shift(s + i * ld, p + i * ld, bc, r.m);
+    m[i] = r.m;
+    l[i] = r.l;
+  }
+}
+
 float exp_shift(const float* s, float* p, int64_t n, float m) {
 #if VT_X86
   if (cpu().use_avx512) return detail::exp_shift_avx512(s, p, n, m);
@@ -144,8 +160,7 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
     float* S = Vr + ldk * D;
     float* P = S + kBr * kBc;
     float* local = P + kBr * kBc;  // a small segment's q, k, v rows
-    OnlineRow row[kBr];
-    float alpha[kBr];
+    float rm[kBr], rl[kBr], alpha[kBr];  // per query row: running max, sum, rescale factor
     // One head over query tiles [qt0, qt1): q, k, v rows read from qb/kb/vb at the rows of `g`
     // (the segment itself, or its local copy), results written at the rows of `real`.
     auto head = [&](const float* qb, const float* kb, const float* vb, const Seg& g, const Seg& real, int64_t h,
@@ -160,28 +175,25 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
         const int64_t iq0 = qt * kBr, br = std::min(kBr, g.Lq - iq0);
         pack_rows(qb, a.Hq, D, g.q0 + iq0, br, h, a.scale, Qs);
         std::fill(O, O + br * D, 0.0f);
-        for (int64_t i = 0; i < br; ++i) row[i] = {-INFINITY, 0.0f};
+        for (int64_t i = 0; i < br; ++i) {
+          rm[i] = -INFINITY;
+          rl[i] = 0.0f;
+        }
         const int64_t kend = visible_keys(iq0 + br - 1, g.Lq, g.Lk, a.causal);
         for (int64_t kk0 = 0; kk0 < kend; kk0 += kBc) {
           const int64_t bc = std::min(kBc, kend - kk0);
           flash::nn(br, bc, D, Qs, D, KT + kk0, ldk, S, kBc, false);
           mask_causal(S, kBc, br, bc, iq0, kk0, g, a.causal);
-          for (int64_t i = 0; i < br; ++i) {
-            const float* s = S + i * kBc;
-            alpha[i] = online_rescale(row[i], flash::row_max(s, bc));
-            if (row[i].m == -INFINITY)
-              std::fill(P + i * kBc, P + i * kBc + bc, 0.0f);
-            else
-              row[i].l += flash::exp_shift(s, P + i * kBc, bc, row[i].m);
-          }
+          flash::softmax_tile(S, P, br, bc, kBc, rm, rl, alpha);
           flash::nn(br, D, bc, P, kBc, Vr + kk0 * D, D, O, D, true, alpha);  // O = alpha O + P V
         }
         for (int64_t i = 0; i < br; ++i) {
           const int64_t r = (real.q0 + iq0 + i) * a.Hq + h;
-          const float inv = row[i].l > 0.0f ? 1.0f / row[i].l : 0.0f;
+          const OnlineRow fin{rm[i], rl[i]};
+          const float inv = fin.l > 0.0f ? 1.0f / fin.l : 0.0f;
           float* dst = out + r * D;
           for (int64_t t = 0; t < D; ++t) dst[t] = O[i * D + t] * inv;
-          lse[r] = online_lse(row[i]);
+          lse[r] = online_lse(fin);
         }
       }
     };

@@ -15,9 +15,14 @@ float exp_shift(const float* s, float* p, int64_t n, float m);
 
 // max of s[0..n) (-inf for n = 0).
 float row_max(const float* s, int64_t n);
+// One online-softmax step for a tile of scores s [br, bc] (row stride ld): per row, moves the
+// running max m to include the tile, writes alpha[i] (the factor for the old accumulator),
+// p = exp(s - m) into p [br, ld] (0 for -inf scores) and adds its sum to l.
+void softmax_tile(const float* s, float* p, int64_t br, int64_t bc, int64_t ld, float* m, float* l, float* alpha);
 
 namespace detail {
 float row_max_avx512(const float* s, int64_t n);
+void softmax_tile_avx512(const float* s, float* p, int64_t br, int64_t bc, int64_t ld, float* m, float* l, float* alpha);
 float row_max_avx2(const float* s, int64_t n);
 void nn_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                int64_t ldc, bool acc, const float* row_scale);
