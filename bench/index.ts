@@ -1,4 +1,5 @@
-// `npm run bench [-- --json FILE] [--quick] [--only SUITE,...]`: times every kernel family and
+// `npm run bench [-- [SUITE ...] [--json FILE] [--quick]]`: times every kernel family (or the named
+// suites; `--only a,b` works too when calling node directly: npm takes `--only` for itself) and
 // prints one table: time, GFLOP/s or GB/s, fraction of this machine's ceiling, and ratios against
 // a naive version and onnxruntime-node run in the same process.
 import { writeFileSync, renameSync } from 'node:fs';
@@ -19,7 +20,10 @@ const SUITES: Record<string, () => Promise<Suite>> = {
 const args = process.argv.slice(2);
 const flag = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
 const jsonPath = flag('--json');
-const only = flag('--only')?.split(',');
+const jsonIdx = args.indexOf('--json');
+const named = args.filter((a, i) => !a.startsWith('--') && (jsonIdx < 0 || i !== jsonIdx + 1) && args[i - 1] !== '--only').flatMap((a) => a.split(','));
+const onlyFlag = flag('--only')?.split(',');
+const only = onlyFlag || named.length ? [...(onlyFlag ?? []), ...named] : undefined;
 const quick = args.includes('--quick');
 for (const name of only ?? []) if (!(name in SUITES)) throw new RangeError(`Unknown suite '${name}': expected one of ${Object.keys(SUITES).join(', ')}`);
 
