@@ -1,16 +1,29 @@
 // mapFile(path) -> Storage over a private, copy-on-write memory mapping of a whole file (the
 // safetensors reader makes its tensors zero-copy views on it; writes to them never reach the
 // file). The mapping lives as long as any tensor on it.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <string>
 
 #include "../addon/napi_util.h"
+
+#if defined(_WIN32)
+namespace vt {
+namespace addon {
+namespace {
+Napi::Value MapFile(const Napi::CallbackInfo&) {
+  throw std::runtime_error("mapFile: memory-mapped safetensors are implemented for POSIX systems only");
+}
+void Init(Napi::Env env, Napi::Object exports) { exports.Set("mapFile", fn(env, "mapFile", MapFile)); }
+Register reg(&Init);
+}  // namespace
+}  // namespace addon
+}  // namespace vt
+#else
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace vt {
 namespace addon {
@@ -50,3 +63,4 @@ Register reg(&Init);
 }  // namespace
 }  // namespace addon
 }  // namespace vt
+#endif  // _WIN32
