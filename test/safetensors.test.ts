@@ -1,6 +1,6 @@
 // safetensors: round trips of every dtype, zero-copy mapping, files built by hand (an independent
 // writer), sharded checkpoints, atomic writes, and every malformed-file case as a clear error.
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -13,6 +13,7 @@ import { Tensor } from '../src/tensor.js';
 import { randomF32, throwsLike } from './helpers.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'vt-st-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A safetensors file built by hand: header JSON (not padded unless asked) and raw data. */
 function handMade(name: string, header: unknown, data: Uint8Array, opts: { headerLen?: bigint; raw?: string } = {}): string {
