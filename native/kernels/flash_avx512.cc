@@ -146,6 +146,17 @@ float exp_shift_avx512(const float* s, float* p, int64_t n, float m) {
   return _mm512_reduce_add_ps(acc);
 }
 
+
+void pack_cols_avx512(const float* x, int64_t H, int64_t D, int64_t r0, int64_t n, int64_t h, float* dst, int64_t ld) {
+  const float* base = x + (r0 * H + h) * D;
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(H * D)));
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const float* b = base + i * H * D;
+    for (int64_t t = 0; t < D; ++t)
+      _mm512_mask_storeu_ps(dst + t * ld + i, k, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, b + t, 4));
+  }
+}
 }  // namespace detail
 }  // namespace flash
 }  // namespace vt

@@ -21,6 +21,7 @@ float row_max(const float* s, int64_t n);
 void softmax_tile(const float* s, float* p, int64_t br, int64_t bc, int64_t ld, float* m, float* l, float* alpha);
 
 namespace detail {
+void pack_cols_avx512(const float* x, int64_t H, int64_t D, int64_t r0, int64_t n, int64_t h, float* dst, int64_t ld);
 float row_max_avx512(const float* s, int64_t n);
 void softmax_tile_avx512(const float* s, float* p, int64_t br, int64_t bc, int64_t ld, float* m, float* l, float* alpha);
 float row_max_avx2(const float* s, int64_t n);
