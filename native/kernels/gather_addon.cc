@@ -62,6 +62,15 @@ StoragePtr device_targets(const TensorArg& t, int device) {
   return s;
 }
 
+// { logprobs, lse, entropy? } of a forward call.
+Napi::Value forward_result(Napi::Env env, const StoragePtr& lp, const StoragePtr& ls, const StoragePtr& en) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("logprobs", wrap_storage(env, lp));
+  o.Set("lse", wrap_storage(env, ls));
+  if (en) o.Set("entropy", wrap_storage(env, en));
+  return o;
+}
+
 Napi::Value GatherLogprobs(const Napi::CallbackInfo& info) {
   TensorArg x = mat(info[0], "logits", {DType::F32}, "[N, V]");
   const int64_t N = x.shape[0], V = x.shape[1];
@@ -90,13 +99,7 @@ Napi::Value GatherLogprobs(const Napi::CallbackInfo& info) {
           gather_logprobs_cpu(px, N, V, V, pt, T, static_cast<float*>(lp->data), static_cast<float*>(ls->data), e);
         }
       },
-      [=](Napi::Env env) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("logprobs", wrap_storage(env, lp));
-        o.Set("lse", wrap_storage(env, ls));
-        if (en) o.Set("entropy", wrap_storage(env, en));
-        return o;
-      });
+      [=](Napi::Env env) -> Napi::Value { return forward_result(env, lp, ls, en); });
 }
 
 Napi::Value GatherLogprobsBackward(const Napi::CallbackInfo& info) {
@@ -201,13 +204,7 @@ Napi::Value LinearLogprobs(const Napi::CallbackInfo& info) {
           linear_logprobs_cpu(keep->args, static_cast<float*>(lp->data), static_cast<float*>(ls->data), e);
         }
       },
-      [=](Napi::Env env) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("logprobs", wrap_storage(env, lp));
-        o.Set("lse", wrap_storage(env, ls));
-        if (en) o.Set("entropy", wrap_storage(env, en));
-        return o;
-      });
+      [=](Napi::Env env) -> Napi::Value { return forward_result(env, lp, ls, en); });
 }
 
 Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
