@@ -98,6 +98,12 @@ test('odd single-segment lengths 1, 7, 63, 65, 129 (D 64) and 1000 (D 16), bidir
   check({ cuQ: [0, 1000], cuK: [0, 1000], Hq: 1, Hkv: 1, D: 16, causal: true }, 'L1000', ['avx512'].filter((l) => LEVELS.includes(l as never)));
 });
 
+test('keys beyond one packed chunk (1024): online softmax state carried across chunks', () => {
+  const top = LEVELS[LEVELS.length - 1]!;
+  check({ cuQ: [0, 1100], cuK: [0, 1100], Hq: 1, Hkv: 1, D: 16, causal: false }, 'L1100', [top, 'scalar']);
+  check({ cuQ: [0, 70], cuK: [0, 2100], Hq: 2, Hkv: 1, D: 16, causal: true }, 'Lq 70, Lk 2100 causal', [top]);
+});
+
 test('head sizes 16, 64, 72, 80, 128 with grouped-query heads (Hq 4, Hkv 2 and 1)', () => {
   for (const D of [16, 64, 72, 80, 128]) check({ cuQ: [0, 70], cuK: [0, 70], Hq: 4, Hkv: D === 80 ? 1 : 2, D, causal: D % 2 === 0 }, `D${D}`);
 });

@@ -126,14 +126,16 @@ void mask_causal(float* s, int64_t ld, int64_t br, int64_t bc, int64_t iq0, int6
 
 void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
   const int64_t D = a.D, group = a.Hq / a.Hkv;
-  // Items: (segment, head, a run of query tiles); the keys of the item's segment are packed
-  // transposed once per item and serve all its query tiles. Small segments (windows) are one item
+  // Items: (segment, head, a run of up to 16 query tiles). The keys are packed (K transposed, V)
+  // in chunks of at most kKeyChunk, each serving every query tile of the run, whose online
+  // softmax states persist across chunks: extra memory is O(threads x (run + chunk) x D),
+  // whatever the segment length. Small segments (windows) are one item
   // for all heads: their q, k, v rows are first copied whole (one contiguous block each, read
   // sequentially) instead of being gathered head by head from rows H * D floats apart.
   struct Item {
     int64_t b, h, qt0, qt1;  // h = -1: all heads of a small segment
   };
-  constexpr int64_t kSmall = 128;
+  constexpr int64_t kSmall = 128, kRunTiles = 16;
   std::vector<Item> items;
   int64_t longest = 0, small_floats = 0;
   for (int64_t b = 0; b < a.B; ++b) {
@@ -146,57 +148,69 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
       small_floats = std::max(small_floats, (g.Lq * a.Hq + 2 * g.Lk * a.Hkv) * D);
       continue;
     }
-    const int64_t run = 16;  // query tiles per item: enough items for the threads, few re-packs
     for (int64_t h = 0; h < a.Hq; ++h)
-      for (int64_t t = 0; t < ntiles; t += run) items.push_back({b, h, t, std::min(ntiles, t + run)});
+      for (int64_t t = 0; t < ntiles; t += kRunTiles) items.push_back({b, h, t, std::min(ntiles, t + kRunTiles)});
   }
   const int nth = std::max(1, num_threads());
   // Row stride of the transposed keys: padded off multiples of 4 KiB, whose rows would all map
   // to the same few L1 sets.
-  const int64_t ldk = std::max<int64_t>(kBc, (longest + kBc - 1) / kBc * kBc) + 16;
-  const size_t per = size_t(kBr * D * 2 + D * ldk + ldk * D + 2 * kBr * kBc + small_floats);
+  constexpr int64_t kKeyChunk = 1024, kRun = 16;
+  const int64_t ldk = std::min<int64_t>(kKeyChunk, std::max<int64_t>(kBc, (longest + kBc - 1) / kBc * kBc)) + 16;
+  const size_t per = size_t(kBr * D + kRun * kBr * (D + 3) + D * ldk + ldk * D + 2 * kBr * kBc + small_floats);
   ScratchBuffer<float> scratch(per * size_t(nth));
   parallel_chunks(int64_t(items.size()), 1, [&](int64_t i0, int64_t i1, int tid) {
     float* Qs = scratch.data() + per * size_t(tid);
-    float* O = Qs + kBr * D;
-    float* KT = O + kBr * D;   // [D, ldk]: the segment's keys, transposed
-    float* Vr = KT + D * ldk;  // [Lk, D]
+    float* Orun = Qs + kBr * D;          // [kRun][kBr][D]: the run's output accumulators
+    float* mrun = Orun + kRun * kBr * D;  // [kRun][kBr] running max, sum, rescale
+    float* lrun = mrun + kRun * kBr;
+    float* alpha = lrun + kRun * kBr;
+    float* KT = alpha + kRun * kBr;      // [D, ldk]: a chunk of keys, transposed
+    float* Vr = KT + D * ldk;            // [chunk, D]
     float* S = Vr + ldk * D;
     float* P = S + kBr * kBc;
     float* local = P + kBr * kBc;  // a small segment's q, k, v rows
-    float rm[kBr], rl[kBr], alpha[kBr];  // per query row: running max, sum, rescale factor
     // One head over query tiles [qt0, qt1): q, k, v rows read from qb/kb/vb at the rows of `g`
     // (the segment itself, or its local copy), results written at the rows of `real`.
     auto head = [&](const float* qb, const float* kb, const float* vb, const Seg& g, const Seg& real, int64_t h,
                     int64_t qt0, int64_t qt1) {
-      const int64_t kvh = h / group;
+      const int64_t kvh = h / group, nq = qt1 - qt0;
+      for (int64_t i = 0; i < nq * kBr; ++i) {
+        mrun[i] = -INFINITY;
+        lrun[i] = 0.0f;
+      }
+      std::fill(Orun, Orun + nq * kBr * D, 0.0f);
       const int64_t kneed = visible_keys(std::min(g.Lq, qt1 * kBr) - 1, g.Lq, g.Lk, a.causal);
-      // K transposed and V packed once, for all the query tiles. (Reading q or v rows in place is
-      // slower: rows H * D floats apart alias to a few L1 sets.)
-      pack_cols(kb, a.Hkv, D, g.k0, kneed, kvh, KT, ldk);
-      pack_rows(vb, a.Hkv, D, g.k0, kneed, kvh, 1.0f, Vr);
+      for (int64_t kc0 = 0; kc0 < kneed; kc0 += kKeyChunk) {
+        const int64_t kc1 = std::min(kneed, kc0 + kKeyChunk);
+        // (Reading q or v rows in place is slower: rows H * D floats apart alias to a few L1 sets.)
+        pack_cols(kb, a.Hkv, D, g.k0 + kc0, kc1 - kc0, kvh, KT, ldk);
+        pack_rows(vb, a.Hkv, D, g.k0 + kc0, kc1 - kc0, kvh, 1.0f, Vr);
+        for (int64_t qt = qt0; qt < qt1; ++qt) {
+          const int64_t iq0 = qt * kBr, br = std::min(kBr, g.Lq - iq0);
+          const int64_t kend = std::min<int64_t>(kc1, visible_keys(iq0 + br - 1, g.Lq, g.Lk, a.causal));
+          if (kend <= kc0) continue;
+          float* O = Orun + (qt - qt0) * kBr * D;
+          float* rm = mrun + (qt - qt0) * kBr;
+          float* rl = lrun + (qt - qt0) * kBr;
+          pack_rows(qb, a.Hq, D, g.q0 + iq0, br, h, a.scale, Qs);
+          for (int64_t kk0 = kc0; kk0 < kend; kk0 += kBc) {
+            const int64_t bc = std::min(kBc, kend - kk0);
+            flash::nn(br, bc, D, Qs, D, KT + (kk0 - kc0), ldk, S, kBc, false);
+            mask_causal(S, kBc, br, bc, iq0, kk0, g, a.causal);
+            flash::softmax_tile(S, P, br, bc, kBc, rm, rl, alpha);
+            flash::nn(br, D, bc, P, kBc, Vr + (kk0 - kc0) * D, D, O, D, true, alpha);  // O = alpha O + P V
+          }
+        }
+      }
       for (int64_t qt = qt0; qt < qt1; ++qt) {
         const int64_t iq0 = qt * kBr, br = std::min(kBr, g.Lq - iq0);
-        pack_rows(qb, a.Hq, D, g.q0 + iq0, br, h, a.scale, Qs);
-        std::fill(O, O + br * D, 0.0f);
         for (int64_t i = 0; i < br; ++i) {
-          rm[i] = -INFINITY;
-          rl[i] = 0.0f;
-        }
-        const int64_t kend = visible_keys(iq0 + br - 1, g.Lq, g.Lk, a.causal);
-        for (int64_t kk0 = 0; kk0 < kend; kk0 += kBc) {
-          const int64_t bc = std::min(kBc, kend - kk0);
-          flash::nn(br, bc, D, Qs, D, KT + kk0, ldk, S, kBc, false);
-          mask_causal(S, kBc, br, bc, iq0, kk0, g, a.causal);
-          flash::softmax_tile(S, P, br, bc, kBc, rm, rl, alpha);
-          flash::nn(br, D, bc, P, kBc, Vr + kk0 * D, D, O, D, true, alpha);  // O = alpha O + P V
-        }
-        for (int64_t i = 0; i < br; ++i) {
+          const int64_t k = (qt - qt0) * kBr + i;
           const int64_t r = (real.q0 + iq0 + i) * a.Hq + h;
-          const OnlineRow fin{rm[i], rl[i]};
+          const OnlineRow fin{mrun[k], lrun[k]};
           const float inv = fin.l > 0.0f ? 1.0f / fin.l : 0.0f;
           float* dst = out + r * D;
-          for (int64_t t = 0; t < D; ++t) dst[t] = O[i * D + t] * inv;
+          for (int64_t t = 0; t < D; ++t) dst[t] = Orun[k * D + t] * inv;
           lse[r] = online_lse(fin);
         }
       }
@@ -244,13 +258,8 @@ void attention_backward_cpu(const AttnArgs& a, const float* out, const float* ls
   std::fill(dk, dk + a.Tk * a.Hkv * D, 0.0f);
   std::fill(dv, dv + a.Tk * a.Hkv * D, 0.0f);
   const int nth = std::max(1, std::min<int>(num_threads(), int(std::max<size_t>(items.size(), 1))));
-  // dQ: thread 0 adds into dq itself, the others into partials summed in thread order after.
-  const size_t qsize = size_t(a.Tq * a.Hq * D);
-  ScratchBuffer<float> dq_part(qsize * size_t(nth - 1));
-  std::fill(dq, dq + qsize, 0.0f);
-  if (nth > 1) std::fill(dq_part.data(), dq_part.data() + dq_part.size(), 0.0f);
   const size_t per = size_t(D * kBc * 2 + kBc * D + kBr * D * 2 + 4 * kBr * kBc + 2 * kBc * D);
-  ScratchBuffer<float> scratch(per * size_t(nth));
+  ScratchBuffer<float> scratch(per * size_t(std::max(nth, num_threads())));  // both passes
   parallel_run(nth, [&](int tid, int nt) {
     float* KT = scratch.data() + per * size_t(tid);
     float* VT = KT + D * kBc;
@@ -263,7 +272,6 @@ void attention_backward_cpu(const AttnArgs& a, const float* out, const float* ls
     float* dP = PT + kBr * kBc;
     float* dK = dP + kBr * kBc;
     float* dV = dK + kBc * D;
-    float* dqt = tid == 0 ? dq : dq_part.data() + qsize * size_t(tid - 1);
     for (size_t it = size_t(tid); it < items.size(); it += size_t(nt)) {
       const Item& w = items[it];
       const Seg g = seg(a, w.b);
@@ -303,9 +311,8 @@ void attention_backward_cpu(const AttnArgs& a, const float* out, const float* ls
               PT[j * kBr + i] = ds;
             }
           }
-          // dK += dS^T (scale Q); dQ += dS K (scaled at the end)
+          // dK += dS^T (scale Q)
           flash::nn(bc, D, br, PT, kBr, Qs, D, dK, D, true);
-          flash::nn(br, D, bc, dP, kBc, Kr, D, dqt + ((g.q0 + iq0) * a.Hq + h) * D, a.Hq * D, true);
         }
       }
       for (int64_t j = 0; j < bc; ++j) {
@@ -315,11 +322,59 @@ void attention_backward_cpu(const AttnArgs& a, const float* out, const float* ls
       }
     }
   });
-  parallel_for(int64_t(qsize), 4096, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      float s = dq[r];
-      for (int t = 1; t < nth; ++t) s += dq_part[qsize * size_t(t - 1) + size_t(r)];
-      dq[r] = s * a.scale;
+  // dQ in a second pass over (segment, head, query tile): each item owns its dq rows, so no
+  // thread needs a copy of dq (extra memory stays O(threads x tile)); S and dP are recomputed.
+  struct QItem {
+    int64_t b, h, qt;
+  };
+  std::vector<QItem> qitems;
+  for (int64_t b = 0; b < a.B; ++b) {
+    const Seg g = seg(a, b);
+    for (int64_t h = 0; h < a.Hq; ++h)
+      for (int64_t qt = 0; qt * kBr < g.Lq; ++qt) qitems.push_back({b, h, qt});
+  }
+  parallel_chunks(int64_t(qitems.size()), 1, [&](int64_t i0, int64_t i1, int tid) {
+    float* KT = scratch.data() + per * size_t(tid);
+    float* VT = KT + D * kBc;
+    float* Kr = VT + D * kBc;
+    float* Qs = Kr + kBc * D;
+    float* dO = Qs + kBr * D;
+    float* S = dO + kBr * D;
+    float* P = S + kBr * kBc;
+    float* dQ = P + kBr * kBc;  // [br, D] within the PT/dP/dK area
+    for (int64_t it = i0; it < i1; ++it) {
+      const QItem& w = qitems[size_t(it)];
+      const Seg g = seg(a, w.b);
+      const int64_t kvh = w.h / group, iq0 = w.qt * kBr, br = std::min(kBr, g.Lq - iq0);
+      pack_rows(a.q, a.Hq, D, g.q0 + iq0, br, w.h, a.scale, Qs);
+      pack_rows(dout, a.Hq, D, g.q0 + iq0, br, w.h, 1.0f, dO);
+      std::fill(dQ, dQ + br * D, 0.0f);
+      const int64_t kend = visible_keys(iq0 + br - 1, g.Lq, g.Lk, a.causal);
+      for (int64_t kk0 = 0; kk0 < kend; kk0 += kBc) {
+        const int64_t bc = std::min(kBc, kend - kk0);
+        pack_cols(a.k, a.Hkv, D, g.k0 + kk0, bc, kvh, KT, kBc);
+        pack_cols(a.v, a.Hkv, D, g.k0 + kk0, bc, kvh, VT, kBc);
+        pack_rows(a.k, a.Hkv, D, g.k0 + kk0, bc, kvh, 1.0f, Kr);
+        flash::nn(br, bc, D, Qs, D, KT, kBc, S, kBc, false);
+        mask_causal(S, kBc, br, bc, iq0, kk0, g, a.causal);
+        for (int64_t i = 0; i < br; ++i) {
+          const float l = lse[(g.q0 + iq0 + i) * a.Hq + w.h];
+          if (l == -INFINITY)
+            std::fill(P + i * kBc, P + i * kBc + bc, 0.0f);
+          else
+            flash::exp_shift(S + i * kBc, P + i * kBc, bc, l);
+        }
+        flash::nn(br, bc, D, dO, D, VT, kBc, S, kBc, false);  // dP, into S
+        for (int64_t i = 0; i < br; ++i) {
+          const float di = drow[size_t((g.q0 + iq0 + i) * a.Hq + w.h)];
+          for (int64_t j = 0; j < bc; ++j) S[i * kBc + j] = score_grad(P[i * kBc + j], S[i * kBc + j], di);
+        }
+        flash::nn(br, D, bc, S, kBc, Kr, D, dQ, D, true);  // dQ += dS K
+      }
+      for (int64_t i = 0; i < br; ++i) {
+        float* dst = dq + ((g.q0 + iq0 + i) * a.Hq + w.h) * D;
+        for (int64_t t = 0; t < D; ++t) dst[t] = dQ[i * D + t] * a.scale;
+      }
     }
   });
 }
