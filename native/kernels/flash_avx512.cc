@@ -147,14 +147,54 @@ float exp_shift_avx512(const float* s, float* p, int64_t n, float m) {
 }
 
 
+namespace {
+// In-register 16x16 transpose: r[i] (row i) becomes column i.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16], v[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);
+    v[4 + k] = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xdd);
+    v[8 + k] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+    v[12 + k] = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xdd);
+  }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0x88);
+    r[8 + k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0xdd);
+    r[4 + k] = _mm512_shuffle_f32x4(v[4 + k], v[12 + k], 0x88);
+    r[12 + k] = _mm512_shuffle_f32x4(v[4 + k], v[12 + k], 0xdd);
+  }
+}
+}  // namespace
+
+// Rows [r0, r0 + n) of head h (row stride H * D) transposed into dst [D, ld]: 16 x 16 blocks
+// loaded as rows, transposed in registers, stored as columns (masked at both tails).
 void pack_cols_avx512(const float* x, int64_t H, int64_t D, int64_t r0, int64_t n, int64_t h, float* dst, int64_t ld) {
   const float* base = x + (r0 * H + h) * D;
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(H * D)));
+  const int64_t stride = H * D;
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
-    const float* b = base + i * H * D;
-    for (int64_t t = 0; t < D; ++t)
-      _mm512_mask_storeu_ps(dst + t * ld + i, k, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, b + t, 4));
+    const int rows = int(n - i < 16 ? n - i : 16);
+    const __mmask16 krow = rows == 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+      const int cols = int(D - d0 < 16 ? D - d0 : 16);
+      const __mmask16 kcol = cols == 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
+      __m512 r[16];
+      for (int q = 0; q < 16; ++q)
+        r[q] = q < rows ? _mm512_maskz_loadu_ps(kcol, base + (i + q) * stride + d0) : _mm512_setzero_ps();
+      transpose16(r);
+      for (int c = 0; c < cols; ++c) _mm512_mask_storeu_ps(dst + (d0 + c) * ld + i, krow, r[c]);
+    }
   }
 }
 }  // namespace detail

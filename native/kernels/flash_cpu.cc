@@ -104,8 +104,8 @@ void pack_rows(const float* x, int64_t H, int64_t D, int64_t r0, int64_t n, int6
 // Rows [r0, r0 + n) of head h of x transposed into dst [D, ld] (columns 0..n).
 void pack_cols(const float* x, int64_t H, int64_t D, int64_t r0, int64_t n, int64_t h, float* dst, int64_t ld) {
 #if VT_X86
-  // AVX-512: 16 rows at a time by gathers with i32 offsets (row r at r * H * D).
-  if (cpu().use_avx512 && 16 * H * D < (int64_t(1) << 31)) return flash::detail::pack_cols_avx512(x, H, D, r0, n, h, dst, ld);
+  // AVX-512: 16 x 16 blocks transposed in registers.
+  if (cpu().use_avx512) return flash::detail::pack_cols_avx512(x, H, D, r0, n, h, dst, ld);
 #endif
   for (int64_t i = 0; i < n; ++i) {
     const float* src = x + ((r0 + i) * H + h) * D;
