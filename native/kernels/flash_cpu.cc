@@ -171,9 +171,10 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
     float* local = P + kBr * kBc;  // a small segment's q, k, v rows
     // One head over query tiles [qt0, qt1): q, k, v rows read from qb/kb/vb at the rows of `g`
     // (the segment itself, or its local copy), results written at the rows of `real`.
-    auto head = [&](const float* qb, const float* kb, const float* vb, const Seg& g, const Seg& real, int64_t h,
-                    int64_t qt0, int64_t qt1) {
-      const int64_t kvh = h / group, nq = qt1 - qt0;
+    // qb/kb/vb: rows of qH (kH) heads each, read at head qh (kh); h is the output head.
+    auto head = [&](const float* qb, const float* kb, const float* vb, int64_t qH, int64_t kH, int64_t qh, int64_t kh,
+                    const Seg& g, const Seg& real, int64_t h, int64_t qt0, int64_t qt1) {
+      const int64_t nq = qt1 - qt0;
       for (int64_t i = 0; i < nq * kBr; ++i) {
         mrun[i] = -INFINITY;
         lrun[i] = 0.0f;
@@ -183,8 +184,8 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
       for (int64_t kc0 = 0; kc0 < kneed; kc0 += kKeyChunk) {
         const int64_t kc1 = std::min(kneed, kc0 + kKeyChunk);
         // (Reading q or v rows in place is slower: rows H * D floats apart alias to a few L1 sets.)
-        pack_cols(kb, a.Hkv, D, g.k0 + kc0, kc1 - kc0, kvh, KT, ldk);
-        pack_rows(vb, a.Hkv, D, g.k0 + kc0, kc1 - kc0, kvh, 1.0f, Vr);
+        pack_cols(kb, kH, D, g.k0 + kc0, kc1 - kc0, kh, KT, ldk);
+        pack_rows(vb, kH, D, g.k0 + kc0, kc1 - kc0, kh, 1.0f, Vr);
         for (int64_t qt = qt0; qt < qt1; ++qt) {
           const int64_t iq0 = qt * kBr, br = std::min(kBr, g.Lq - iq0);
           const int64_t kend = std::min<int64_t>(kc1, visible_keys(iq0 + br - 1, g.Lq, g.Lk, a.causal));
@@ -192,7 +193,7 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
           float* O = Orun + (qt - qt0) * kBr * D;
           float* rm = mrun + (qt - qt0) * kBr;
           float* rl = lrun + (qt - qt0) * kBr;
-          pack_rows(qb, a.Hq, D, g.q0 + iq0, br, h, a.scale, Qs);
+          pack_rows(qb, qH, D, g.q0 + iq0, br, qh, a.scale, Qs);
           for (int64_t kk0 = kc0; kk0 < kend; kk0 += kBc) {
             const int64_t bc = std::min(kBc, kend - kk0);
             flash::nn(br, bc, D, Qs, D, KT + (kk0 - kc0), ldk, S, kBc, false);
@@ -219,17 +220,27 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
       const Item& w = items[size_t(it)];
       const Seg g = seg(a, w.b);
       if (w.h >= 0) {
-        head(a.q, a.k, a.v, g, g, w.h, w.qt0, w.qt1);
+        head(a.q, a.k, a.v, a.Hq, a.Hkv, w.h, w.h / group, g, g, w.h, w.qt0, w.qt1);
         continue;
       }
       float* lq = local;
       float* lk = lq + g.Lq * a.Hq * D;
       float* lv = lk + g.Lk * a.Hkv * D;
-      std::memcpy(lq, a.q + g.q0 * a.Hq * D, size_t(g.Lq * a.Hq * D) * sizeof(float));
-      std::memcpy(lk, a.k + g.k0 * a.Hkv * D, size_t(g.Lk * a.Hkv * D) * sizeof(float));
-      std::memcpy(lv, a.v + g.k0 * a.Hkv * D, size_t(g.Lk * a.Hkv * D) * sizeof(float));
+      // One sequential pass regroups the rows head-major ([head][row][D]), so each head's packs
+      // then read contiguous, cache-resident rows.
+      auto regroup = [&](const float* src, int64_t rows, int64_t H, float* dst) {
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t hh = 0; hh < H; ++hh)
+            std::memcpy(dst + (hh * rows + i) * D, src + (i * H + hh) * D, size_t(D) * sizeof(float));
+      };
+      regroup(a.q + g.q0 * a.Hq * D, g.Lq, a.Hq, lq);
+      regroup(a.k + g.k0 * a.Hkv * D, g.Lk, a.Hkv, lk);
+      regroup(a.v + g.k0 * a.Hkv * D, g.Lk, a.Hkv, lv);
       const Seg lg{0, g.Lq, 0, g.Lk};
-      for (int64_t h = 0; h < a.Hq; ++h) head(lq, lk, lv, lg, g, h, w.qt0, w.qt1);
+      for (int64_t h = 0; h < a.Hq; ++h) {
+        const int64_t kvh = h / group;
+        head(lq + h * g.Lq * D, lk + kvh * g.Lk * D, lv + kvh * g.Lk * D, 1, 1, 0, 0, lg, g, h, w.qt0, w.qt1);
+      }
     }
   });
 }
