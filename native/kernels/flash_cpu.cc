@@ -269,27 +269,65 @@ void attention_backward_cpu(const AttnArgs& a, const float* out, const float* ls
   std::fill(dk, dk + a.Tk * a.Hkv * D, 0.0f);
   std::fill(dv, dv + a.Tk * a.Hkv * D, 0.0f);
   const int nth = std::max(1, std::min<int>(num_threads(), int(std::max<size_t>(items.size(), 1))));
+  // Per-thread tiles of both passes.
+  struct Tiles {
+    float *KT, *VT, *Kr, *Qs, *dO, *S, *P, *PT, *dS, *acc, *acc2;  // acc/acc2: dK, dV or dQ rows
+  };
   const size_t per = size_t(D * kBc * 2 + kBc * D + kBr * D * 2 + 4 * kBr * kBc + 2 * kBc * D);
   ScratchBuffer<float> scratch(per * size_t(std::max(nth, num_threads())));  // both passes
+  auto tiles_of = [&](int tid) {
+    Tiles t;
+    t.KT = scratch.data() + per * size_t(tid);
+    t.VT = t.KT + D * kBc;
+    t.Kr = t.VT + D * kBc;
+    t.Qs = t.Kr + kBc * D;
+    t.dO = t.Qs + kBr * D;
+    t.S = t.dO + kBr * D;
+    t.P = t.S + kBr * kBc;
+    t.PT = t.P + kBr * kBc;
+    t.dS = t.PT + kBr * kBc;
+    t.acc = t.dS + kBr * kBc;
+    t.acc2 = t.acc + kBc * D;
+    return t;
+  };
+  // Key tile [kk0, kk0 + bc) of kv head kvh: K^T and V^T (for S and dP), K rows (for dQ).
+  auto pack_keys = [&](const Tiles& t, const Seg& g, int64_t kk0, int64_t bc, int64_t kvh) {
+    pack_cols(a.k, a.Hkv, D, g.k0 + kk0, bc, kvh, t.KT, kBc);
+    pack_cols(a.v, a.Hkv, D, g.k0 + kk0, bc, kvh, t.VT, kBc);
+    pack_rows(a.k, a.Hkv, D, g.k0 + kk0, bc, kvh, 1.0f, t.Kr);
+  };
+  // Query tile [iq0, iq0 + br) of head h against the packed key tile: P = exp(S - lse) (FA2
+  // recompute) and dS = P (dO V^T - D_i), from the packed (scaled) Qs and dO.
+  auto probs_and_dscores = [&](const Tiles& t, const Seg& g, int64_t iq0, int64_t br, int64_t kk0, int64_t bc, int64_t h) {
+    flash::nn(br, bc, D, t.Qs, D, t.KT, kBc, t.S, kBc, false);
+    mask_causal(t.S, kBc, br, bc, iq0, kk0, g, a.causal);
+    for (int64_t i = 0; i < br; ++i) {
+      const float l = lse[(g.q0 + iq0 + i) * a.Hq + h];
+      if (l == -INFINITY)
+        std::fill(t.P + i * kBc, t.P + i * kBc + bc, 0.0f);
+      else
+        flash::exp_shift(t.S + i * kBc, t.P + i * kBc, bc, l);
+    }
+    flash::nn(br, bc, D, t.dO, D, t.VT, kBc, t.dS, kBc, false);  // dP
+    for (int64_t i = 0; i < br; ++i) {
+      const float di = drow[size_t((g.q0 + iq0 + i) * a.Hq + h)];
+      for (int64_t j = 0; j < bc; ++j) t.dS[i * kBc + j] = score_grad(t.P[i * kBc + j], t.dS[i * kBc + j], di);
+    }
+  };
+  auto transpose_tile = [&](const float* src, int64_t br, int64_t bc, float* dst) {
+    for (int64_t i = 0; i < br; ++i)
+      for (int64_t j = 0; j < bc; ++j) dst[j * kBr + i] = src[i * kBc + j];
+  };
+  // Pass 1: dK and dV over (segment, kv head, key tile); each thread owns its key tiles' rows.
   parallel_run(nth, [&](int tid, int nt) {
-    float* KT = scratch.data() + per * size_t(tid);
-    float* VT = KT + D * kBc;
-    float* Kr = VT + D * kBc;
-    float* Qs = Kr + kBc * D;
-    float* dO = Qs + kBr * D;
-    float* S = dO + kBr * D;
-    float* P = S + kBr * kBc;
-    float* PT = P + kBr * kBc;
-    float* dP = PT + kBr * kBc;
-    float* dK = dP + kBr * kBc;
-    float* dV = dK + kBc * D;
+    const Tiles t = tiles_of(tid);
+    float* dK = t.acc;
+    float* dV = t.acc2;
     for (size_t it = size_t(tid); it < items.size(); it += size_t(nt)) {
       const Item& w = items[it];
       const Seg g = seg(a, w.b);
       const int64_t kk0 = w.kt * kBc, bc = std::min(kBc, g.Lk - kk0);
-      pack_cols(a.k, a.Hkv, D, g.k0 + kk0, bc, w.g, KT, kBc);
-      pack_cols(a.v, a.Hkv, D, g.k0 + kk0, bc, w.g, VT, kBc);
-      pack_rows(a.k, a.Hkv, D, g.k0 + kk0, bc, w.g, 1.0f, Kr);
+      pack_keys(t, g, kk0, bc, w.g);
       std::fill(dK, dK + bc * D, 0.0f);
       std::fill(dV, dV + bc * D, 0.0f);
       // Query rows that can see key kk0: iq >= kk0 - (Lk - Lq) when causal.
@@ -297,33 +335,13 @@ void attention_backward_cpu(const AttnArgs& a, const float* out, const float* ls
       for (int64_t h = w.g * group; h < (w.g + 1) * group; ++h) {
         for (int64_t iq0 = (first_q / kBr) * kBr; iq0 < g.Lq; iq0 += kBr) {
           const int64_t br = std::min(kBr, g.Lq - iq0);
-          pack_rows(a.q, a.Hq, D, g.q0 + iq0, br, h, a.scale, Qs);
-          pack_rows(dout, a.Hq, D, g.q0 + iq0, br, h, 1.0f, dO);
-          flash::nn(br, bc, D, Qs, D, KT, kBc, S, kBc, false);
-          mask_causal(S, kBc, br, bc, iq0, kk0, g, a.causal);
-          for (int64_t i = 0; i < br; ++i) {
-            const float l = lse[(g.q0 + iq0 + i) * a.Hq + h];
-            if (l == -INFINITY)
-              std::fill(P + i * kBc, P + i * kBc + bc, 0.0f);
-            else
-              flash::exp_shift(S + i * kBc, P + i * kBc, bc, l);
-          }
-          // dV += P^T dO
-          for (int64_t i = 0; i < br; ++i)
-            for (int64_t j = 0; j < bc; ++j) PT[j * kBr + i] = P[i * kBc + j];
-          flash::nn(bc, D, br, PT, kBr, dO, D, dV, D, true);
-          // dP = dO V^T; dS = P (dP - D_i)
-          flash::nn(br, bc, D, dO, D, VT, kBc, dP, kBc, false);
-          for (int64_t i = 0; i < br; ++i) {
-            const float di = drow[size_t((g.q0 + iq0 + i) * a.Hq + h)];
-            for (int64_t j = 0; j < bc; ++j) {
-              const float ds = score_grad(P[i * kBc + j], dP[i * kBc + j], di);
-              dP[i * kBc + j] = ds;
-              PT[j * kBr + i] = ds;
-            }
-          }
-          // dK += dS^T (scale Q)
-          flash::nn(bc, D, br, PT, kBr, Qs, D, dK, D, true);
+          pack_rows(a.q, a.Hq, D, g.q0 + iq0, br, h, a.scale, t.Qs);
+          pack_rows(dout, a.Hq, D, g.q0 + iq0, br, h, 1.0f, t.dO);
+          probs_and_dscores(t, g, iq0, br, kk0, bc, h);
+          transpose_tile(t.P, br, bc, t.PT);
+          flash::nn(bc, D, br, t.PT, kBr, t.dO, D, dV, D, true);  // dV += P^T dO
+          transpose_tile(t.dS, br, bc, t.PT);
+          flash::nn(bc, D, br, t.PT, kBr, t.Qs, D, dK, D, true);  // dK += dS^T (scale Q)
         }
       }
       for (int64_t j = 0; j < bc; ++j) {
@@ -333,8 +351,8 @@ void attention_backward_cpu(const AttnArgs& a, const float* out, const float* ls
       }
     }
   });
-  // dQ in a second pass over (segment, head, query tile): each item owns its dq rows, so no
-  // thread needs a copy of dq (extra memory stays O(threads x tile)); S and dP are recomputed.
+  // Pass 2: dQ over (segment, head, query tile): each item owns its dq rows, so no thread needs a
+  // copy of dq (extra memory stays O(threads x tile)); S and dP are recomputed.
   struct QItem {
     int64_t b, h, qt;
   };
@@ -345,46 +363,25 @@ void attention_backward_cpu(const AttnArgs& a, const float* out, const float* ls
       for (int64_t qt = 0; qt * kBr < g.Lq; ++qt) qitems.push_back({b, h, qt});
   }
   parallel_chunks(int64_t(qitems.size()), 1, [&](int64_t i0, int64_t i1, int tid) {
-    float* KT = scratch.data() + per * size_t(tid);
-    float* VT = KT + D * kBc;
-    float* Kr = VT + D * kBc;
-    float* Qs = Kr + kBc * D;
-    float* dO = Qs + kBr * D;
-    float* S = dO + kBr * D;
-    float* P = S + kBr * kBc;
-    float* dQ = P + kBr * kBc;  // [br, D] within the PT/dP/dK area
+    const Tiles t = tiles_of(tid);
+    float* dQ = t.acc;
     for (int64_t it = i0; it < i1; ++it) {
       const QItem& w = qitems[size_t(it)];
       const Seg g = seg(a, w.b);
       const int64_t kvh = w.h / group, iq0 = w.qt * kBr, br = std::min(kBr, g.Lq - iq0);
-      pack_rows(a.q, a.Hq, D, g.q0 + iq0, br, w.h, a.scale, Qs);
-      pack_rows(dout, a.Hq, D, g.q0 + iq0, br, w.h, 1.0f, dO);
+      pack_rows(a.q, a.Hq, D, g.q0 + iq0, br, w.h, a.scale, t.Qs);
+      pack_rows(dout, a.Hq, D, g.q0 + iq0, br, w.h, 1.0f, t.dO);
       std::fill(dQ, dQ + br * D, 0.0f);
       const int64_t kend = visible_keys(iq0 + br - 1, g.Lq, g.Lk, a.causal);
       for (int64_t kk0 = 0; kk0 < kend; kk0 += kBc) {
         const int64_t bc = std::min(kBc, kend - kk0);
-        pack_cols(a.k, a.Hkv, D, g.k0 + kk0, bc, kvh, KT, kBc);
-        pack_cols(a.v, a.Hkv, D, g.k0 + kk0, bc, kvh, VT, kBc);
-        pack_rows(a.k, a.Hkv, D, g.k0 + kk0, bc, kvh, 1.0f, Kr);
-        flash::nn(br, bc, D, Qs, D, KT, kBc, S, kBc, false);
-        mask_causal(S, kBc, br, bc, iq0, kk0, g, a.causal);
-        for (int64_t i = 0; i < br; ++i) {
-          const float l = lse[(g.q0 + iq0 + i) * a.Hq + w.h];
-          if (l == -INFINITY)
-            std::fill(P + i * kBc, P + i * kBc + bc, 0.0f);
-          else
-            flash::exp_shift(S + i * kBc, P + i * kBc, bc, l);
-        }
-        flash::nn(br, bc, D, dO, D, VT, kBc, S, kBc, false);  // dP, into S
-        for (int64_t i = 0; i < br; ++i) {
-          const float di = drow[size_t((g.q0 + iq0 + i) * a.Hq + w.h)];
-          for (int64_t j = 0; j < bc; ++j) S[i * kBc + j] = score_grad(P[i * kBc + j], S[i * kBc + j], di);
-        }
-        flash::nn(br, D, bc, S, kBc, Kr, D, dQ, D, true);  // dQ += dS K
+        pack_keys(t, g, kk0, bc, kvh);
+        probs_and_dscores(t, g, iq0, br, kk0, bc, w.h);
+        flash::nn(br, D, bc, t.dS, kBc, t.Kr, D, dQ, D, true);  // dQ += dS K
       }
       for (int64_t i = 0; i < br; ++i) {
         float* dst = dq + ((g.q0 + iq0 + i) * a.Hq + w.h) * D;
-        for (int64_t t = 0; t < D; ++t) dst[t] = dQ[i * D + t] * a.scale;
+        for (int64_t t2 = 0; t2 < D; ++t2) dst[t2] = dQ[i * D + t2] * a.scale;
       }
     }
   });
