@@ -38,14 +38,27 @@ __device__ float dot(const float* a, const float* b, int D) {
   return s;
 }
 
+// The query row of thread idx = (token, head): its kv head, its segment's first key, and how many
+// keys it sees.
+struct QueryRow {
+  int g;
+  long long k0, lim;
+};
+
+__device__ QueryRow query_row(const AttnArgs& a, const int* cu_q, const int* cu_k, long long idx) {
+  const long long tq = idx / a.Hq;
+  const int h = int(idx % a.Hq);
+  const int b = segment_of(cu_q, int(a.B), tq);
+  const long long Lq = cu_q[b + 1] - cu_q[b], Lk = cu_k[b + 1] - cu_k[b];
+  return {int(h / (a.Hq / a.Hkv)), cu_k[b], visible_keys(tq - cu_q[b], Lq, Lk, a.causal)};
+}
+
 __global__ void fwd_kernel(AttnArgs a, const int* cu_q, const int* cu_k, float* out, float* lse) {
   const long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (idx >= a.Tq * a.Hq) return;
-  const long long tq = idx / a.Hq;
-  const int h = int(idx % a.Hq), D = int(a.D), g = int(h / (a.Hq / a.Hkv));
-  const int b = segment_of(cu_q, int(a.B), tq);
-  const long long iq = tq - cu_q[b], Lq = cu_q[b + 1] - cu_q[b], k0 = cu_k[b], Lk = cu_k[b + 1] - cu_k[b];
-  const long long lim = visible_keys(iq, Lq, Lk, a.causal);
+  const QueryRow row = query_row(a, cu_q, cu_k, idx);
+  const int D = int(a.D), g = row.g;
+  const long long k0 = row.k0, lim = row.lim;
   const float* q = a.q + idx * D;
   float acc[kMaxD];
   for (int t = 0; t < D; ++t) acc[t] = 0;
@@ -73,11 +86,9 @@ __global__ void dq_kernel(AttnArgs a, const int* cu_q, const int* cu_k, const fl
                           const float* drow, float* dq) {
   const long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (idx >= a.Tq * a.Hq) return;
-  const long long tq = idx / a.Hq;
-  const int h = int(idx % a.Hq), D = int(a.D), g = int(h / (a.Hq / a.Hkv));
-  const int b = segment_of(cu_q, int(a.B), tq);
-  const long long iq = tq - cu_q[b], Lq = cu_q[b + 1] - cu_q[b], k0 = cu_k[b], Lk = cu_k[b + 1] - cu_k[b];
-  const long long lim = visible_keys(iq, Lq, Lk, a.causal);
+  const QueryRow row = query_row(a, cu_q, cu_k, idx);
+  const int D = int(a.D), g = row.g;
+  const long long k0 = row.k0, lim = row.lim;
   const float* q = a.q + idx * D;
   const float* dO = dout + idx * D;
   float acc[kMaxD];
