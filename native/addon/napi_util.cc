@@ -199,6 +199,15 @@ void require_dtype(const TensorArg& t, std::initializer_list<DType> ok) {
   throw_type("Expected dtype " + names + " for " + t.name + " but received " + dtype_name(t.dtype));
 }
 
+TensorArg contiguous_arg(const Napi::Value& v, const std::string& name, std::initializer_list<DType> dtypes, int ndim,
+                         const char* layout) {
+  TensorArg t = tensor_arg(v, name);
+  require_dtype(t, dtypes);
+  require_ndim(t, ndim, layout);
+  require_contiguous(t);
+  return t;
+}
+
 void require_contiguous(const TensorArg& t) {
   if (!t.contiguous())
     throw_type("Expected a contiguous tensor for " + t.name + " but received a strided view; call .contiguous() first");

@@ -58,6 +58,9 @@ void require_dtype(const TensorArg& t, std::initializer_list<DType> ok);
 void require_contiguous(const TensorArg& t);
 void require_cpu(const TensorArg& t);
 void require_ndim(const TensorArg& t, int ndim, const char* layout);
+// The common kernel argument: a contiguous tensor of one of `dtypes` with `ndim` dimensions.
+TensorArg contiguous_arg(const Napi::Value& v, const std::string& name, std::initializer_list<DType> dtypes, int ndim,
+                         const char* layout);
 
 // Wraps a Storage as the JS handle the TS Tensor holds.
 Napi::Object wrap_storage(Napi::Env env, StoragePtr s);

@@ -12,19 +12,10 @@ namespace vt {
 namespace addon {
 namespace {
 
-TensorArg t3(const Napi::Value& v, const char* name) {
-  TensorArg t = tensor_arg(v, name);
-  require_dtype(t, {DType::F32});
-  require_ndim(t, 3, "[tokens, heads, D]");
-  require_contiguous(t);
-  return t;
-}
+TensorArg t3(const Napi::Value& v, const char* name) { return contiguous_arg(v, name, {DType::F32}, 3, "[tokens, heads, D]"); }
 
 TensorArg cu_arg(const Napi::Value& v, const char* name, int64_t total) {
-  TensorArg t = tensor_arg(v, name);
-  require_dtype(t, {DType::I32});
-  require_ndim(t, 1, "[batch + 1]");
-  require_contiguous(t);
+  TensorArg t = contiguous_arg(v, name, {DType::I32}, 1, "[batch + 1]");
   require_cpu(t);
   if (t.shape[0] < 1) throw_range(std::string("Expected at least one element for ") + name + " but received shape " + t.shape_str());
   const int32_t* p = t.ptr<int32_t>();

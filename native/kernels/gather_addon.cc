@@ -19,18 +19,11 @@ namespace addon {
 namespace {
 
 TensorArg mat(const Napi::Value& v, const char* name, std::initializer_list<DType> dts, const char* layout) {
-  TensorArg t = tensor_arg(v, name);
-  require_dtype(t, dts);
-  require_ndim(t, 2, layout);
-  require_contiguous(t);
-  return t;
+  return contiguous_arg(v, name, dts, 2, layout);
 }
 
 TensorArg vec(const Napi::Value& v, const char* name, DType dt, int64_t n, int device) {
-  TensorArg t = tensor_arg(v, name);
-  require_dtype(t, {dt});
-  require_ndim(t, 1, "[N]");
-  require_contiguous(t);
+  TensorArg t = contiguous_arg(v, name, {dt}, 1, "[N]");
   if (t.shape[0] != n)
     throw_range("Expected " + std::to_string(n) + " elements for " + std::string(name) + " but received shape " + t.shape_str());
   if (t.storage->device != device) throw_type("Expected " + std::string(name) + " on the device of the other inputs");

@@ -23,27 +23,18 @@ namespace addon {
 namespace {
 
 TensorArg f32c(const Napi::Value& v, const char* name, int ndim, const char* layout) {
-  TensorArg t = tensor_arg(v, name);
+  TensorArg t = contiguous_arg(v, name, {DType::F32}, ndim, layout);
   require_cpu(t);
-  require_dtype(t, {DType::F32});
-  require_ndim(t, ndim, layout);
-  require_contiguous(t);
   return t;
 }
 TensorArg weight(const Napi::Value& v, const std::string& name, int ndim, const char* layout) {
-  TensorArg t = tensor_arg(v, name);
+  TensorArg t = contiguous_arg(v, name, {DType::F32, DType::BF16, DType::F16}, ndim, layout);
   require_cpu(t);
-  require_dtype(t, {DType::F32, DType::BF16, DType::F16});
-  require_ndim(t, ndim, layout);
-  require_contiguous(t);
   return t;
 }
 TensorArg i32c(const Napi::Value& v, const char* name, int ndim, const char* layout) {
-  TensorArg t = tensor_arg(v, name);
+  TensorArg t = contiguous_arg(v, name, {DType::I32}, ndim, layout);
   require_cpu(t);
-  require_dtype(t, {DType::I32});
-  require_ndim(t, ndim, layout);
-  require_contiguous(t);
   return t;
 }
 [[noreturn]] void bad_shape(const std::string& name, const std::string& want, const TensorArg& t) {
