@@ -400,10 +400,12 @@ for (const simd of SIMD) test(`[${simd}] linearCdpo matches the float64 referenc
   } finally { setSimdLevel(prev); }
 });
 
-test('linearCdpo tiling: token blocks, vocabulary chunks, cached tiles (none, some, all) and the two-pass mode agree', () => {
-  const H = 16, V = 61, lens = [3, 7, 1, 12, 5, 2];
+test('linearCdpo tiling: token blocks, vocabulary chunks, cached tiles (none, some, all), the two-pass mode and the in-place tiles agree', () => {
+  const V = 61, lens = [3, 7, 1, 12, 5, 2];
   let seed = 950;
-  for (const importanceSampling of LEVELS) {
+  // H 16 < N 30: token blocks and a tile cache; H 40 >= N: every logits tile kept in dWeight's rows
+  // (the block and cache knobs do not apply there; the vocabulary chunks do)
+  for (const H of [16, 40]) for (const importanceSampling of LEVELS) {
     const opts = { importanceSampling, betaRef: 0.05 } as CdpoOptions;
     const { c, h, w, tg } = linearCase(seed++, lens, H, V, opts, { old: true, ref: true, bias: true });
     const N = tg.length;
@@ -418,7 +420,7 @@ test('linearCdpo tiling: token blocks, vocabulary chunks, cached tiles (none, so
     const results = tilings.map(([tokens, vocab, cached]) => {
       const _cacheBytes = cached * Math.min(tokens, N) * Math.min(vocab, V) * 4;
       const r = linearCdpoSync({ ...a, hidden, weight, targets: tg, logprobs: undefined, _tokenBlock: tokens, _vocabChunk: vocab, _cacheBytes } as unknown as LinearCdpoArgs);
-      const what = `${importanceSampling} tiling ${tokens}x${vocab} cached ${cached}`;
+      const what = `H ${H} ${importanceSampling} tiling ${tokens}x${vocab} cached ${cached}`;
       assertRel(f32(r.logprobs), want.logp, 1e-5, `${what}: logprobs`);
       assert.ok(scalarRel(r.loss, want.loss) < 1e-5, `${what}: loss ${r.loss} vs ${want.loss}`);
       assertRel(f32(r.dHidden), want.dH, 1e-5, `${what}: dHidden`);
@@ -453,6 +455,26 @@ test('linearCdpo: dWeight accumulates into a given tensor; async equals sync; N 
   await linearCdpo({ ...base, dWeight: acc });
   const want = Float64Array.from(f32(s.dWeight), (g) => 1 + 2 * g);
   assertRel(f32(acc), want, 1e-6, 'dWeight = 1 + 2 g');
+  // accumulate: false overwrites whatever the buffer held (NaN here), both with the in-place tiles
+  // (N <= H) and without; the result equals a fresh dWeight
+  for (const [HH, lens] of [[8, [4, 2, 6]], [16, [4, 2, 6]]] as const) {
+    const k = linearCase(975 + HH, [...lens], HH, V, {}, { old: true, ref: true, bias: true });
+    using hh = Tensor.from(k.h, [k.tg.length, HH]);
+    using ww = Tensor.from(k.w, [V, HH]);
+    const ka = args(k.c);
+    const kb = { ...ka, hidden: hh, weight: ww, targets: k.tg, logprobs: undefined } as unknown as LinearCdpoArgs;
+    const fresh = linearCdpoSync(kb);
+    using junk = Tensor.from(new Float32Array(V * HH).fill(NaN), [V, HH]);
+    const o = await linearCdpo({ ...kb, dWeight: junk, accumulate: false });
+    assert.is(o.dWeight, junk);
+    assert.is(o.loss, fresh.loss, `H ${HH}: overwrite loss`);
+    assertRel(f32(junk), f32(fresh.dWeight), 1e-6, `H ${HH}: overwritten dWeight = fresh dWeight`);
+    assertRel(f32(o.dHidden), f32(fresh.dHidden), 1e-6, `H ${HH}: dHidden`);
+    assertRel(f32(junk), linearReference(k.c, k.h, k.w, k.tg, HH, V, 1).dW, 1e-5, `H ${HH}: dWeight vs float64`);
+    for (const t of [fresh.dHidden, fresh.dWeight, fresh.logprobs, o.dHidden, o.logprobs]) t.dispose();
+    disposeArgs(ka);
+  }
+  throwsLike(() => linearCdpoSync({ ...base, dWeight: acc, accumulate: 1 as unknown as boolean }), TypeError, /boolean for accumulate but received 1 of type number/, 'accumulate type');
   for (const t of [s.dHidden, s.dWeight, s.logprobs, r.dHidden, r.dWeight, r.logprobs, r1.dHidden, r1.logprobs]) t.dispose();
   // inputs disposed while the call runs: the native job holds its own references
   {

@@ -242,6 +242,12 @@ test('linearLogprobsBackward matches float64 (dHidden, dWeight, dBias), accumula
     const r2 = linearLogprobsBackwardSync(ht, wt, c.tg, f.lse, gt, { temperature: T, bias: bt, dWeight: acc, tile: { tokens: 100, vocab: 64 } });
     assert.is(r2.dWeight, acc);
     assertRel(acc.data, want.dw.map((v) => v + 1), 1e-4, `${level} accumulated dWeight`);
+    // accumulate: false writes over the given buffer (NaN here) instead of adding
+    acc.data.fill(NaN);
+    const r3 = linearLogprobsBackwardSync(ht, wt, c.tg, f.lse, gt, { temperature: T, bias: bt, dWeight: acc, accumulate: false, tile: { tokens: 100, vocab: 64 } });
+    assert.is(r3.dWeight, acc);
+    assertRel(acc.data, want.dw, 1e-4, `${level} overwritten dWeight`);
+    assert.throws(() => linearLogprobsBackwardSync(ht, wt, c.tg, f.lse, gt, { dWeight: acc, accumulate: 'no' as unknown as boolean }), /boolean for options.accumulate but received 'no'/);
   });
 });
 

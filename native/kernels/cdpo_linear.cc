@@ -100,27 +100,39 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
     q.logp = logp;
     return cdpo_loss_cpu(none.data(), q);
   }
-  const int64_t nb_max = std::max<int64_t>(1, std::min(p.token_block, N));
+  // In place: when d_weight is written, not accumulated, and all tokens fit one block of at most
+  // H rows, the logits tile of vocabulary chunk c (nb x n floats) lives in d_weight's own rows
+  // [c0, c0 + n) (n x H floats) until the backward overwrites them with that chunk's gradient.
+  // Every tile is kept in memory the call must write anyway: 3 GEMM volumes, the fewest.
+  const bool in_place = !p.accumulate && N <= H;
+  const int64_t nb_max = in_place ? N : std::max<int64_t>(1, std::min(p.token_block, N));
   const int64_t vc = std::max<int64_t>(1, std::min(p.vocab_chunk, V));
   const int64_t nchunks = (V + vc - 1) / vc;
   const int64_t tile = nb_max * vc;  // floats of one logits tile
   // The tiles the budget holds: the forward computes chunks [0, first_kept) in slot 0 and leaves
-  // the last nslots chunks (slot 0 included) in place; the backward starts with those.
-  const int64_t nslots = std::max<int64_t>(1, std::min<int64_t>(nchunks, p.cache_bytes / (tile * int64_t(sizeof(float)))));
-  const int64_t first_kept = nchunks - nslots;
+  // the last nslots chunks (slot 0 included) in place; the backward starts with those. In place,
+  // slot 0 is the one tile of workspace the backward writes dZ to.
+  const int64_t nslots = in_place ? 1 : std::max<int64_t>(1, std::min<int64_t>(nchunks, p.cache_bytes / (tile * int64_t(sizeof(float)))));
+  const int64_t first_kept = in_place ? 0 : nchunks - nslots;
+  const int64_t nkept = nchunks - first_kept;
   const int64_t nblocks = (N + nb_max - 1) / nb_max;
   // Sequence level over several token blocks: every log-prob is needed before any gradient, so
   // all forwards run first (the last block keeps its cache).
   const bool two_pass = lp.seq_level && nblocks > 1;
   ScratchBuffer<float> slots{size_t(nslots * tile)};
-  ScratchBuffer<float> cmax{size_t(nslots * nb_max)};  // per kept chunk and row: its max
+  ScratchBuffer<float> cmax{size_t(nkept * nb_max)};  // per kept chunk and row: its max
   ScratchBuffer<float> rmax{size_t(nb_max)};
   ScratchBuffer<double> rsum{size_t(nb_max)};
   ScratchBuffer<float> lse{size_t(nb_max)};
   ScratchBuffer<float> dlogp{size_t(N)};
   CdpoBlockGrad grad(lp);
 
-  auto slot_of = [&](int64_t c) -> int64_t { return c > first_kept ? c - first_kept : 0; };
+  // Where chunk c's logits live: its d_weight rows in place, else a slot.
+  auto kept_of = [&](int64_t c) -> int64_t { return c - first_kept; };
+  auto tile_of = [&](int64_t c) -> float* {
+    if (in_place) return d_weight + c * vc * H;
+    return slots.data() + (c > first_kept ? c - first_kept : 0) * tile;
+  };
   // Z (nb, n) = h W_c^T / T for the rows [c0, c0 + n) of the weight.
   auto logits = [&](int64_t b, int64_t nb, int64_t c, float* z) {
     const int64_t c0 = c * vc, n = std::min(vc, V - c0);
@@ -131,7 +143,7 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
     for (int64_t r = 0; r < nb; ++r) { rmax[r] = -INFINITY; rsum[r] = 0.0; }
     for (int64_t c = 0; c < nchunks; ++c) {
       const int64_t c0 = c * vc, n = std::min(vc, V - c0);
-      float* z = slots.data() + slot_of(c) * tile;
+      float* z = tile_of(c);
       logits(b, nb, c, z);
       const bool kept = c >= first_kept;
       parallel_for(nb, 1, [&](int64_t r0, int64_t r1) {
@@ -141,7 +153,7 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
           if (t >= c0 && t < c0 + n) logp[b + r] = row[t - c0];  // z_target for now
           const float m = detail::cdpo_row_max(row, n);
           const double s = detail::cdpo_row_exp_sum(row, n, m);
-          if (kept) cmax[slot_of(c) * nb_max + r] = m;
+          if (kept) cmax[kept_of(c) * nb_max + r] = m;
           if (m > rmax[r]) { rsum[r] = rsum[r] * std::exp(double(rmax[r]) - double(m)) + s; rmax[r] = m; }
           else rsum[r] += s * std::exp(double(m) - double(rmax[r]));
         }
@@ -157,16 +169,19 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
     for (int64_t k = 0; k < nchunks; ++k) {
       const int64_t c = nchunks - 1 - k, c0 = c * vc, n = std::min(vc, V - c0);
       const bool kept = c >= first_kept;
-      float* z = slots.data() + slot_of(c) * tile;
+      // dZ = dlogp / T * (onehot - softmax), in place or (in-place mode) into slot 0, because the
+      // d_weight rows that hold the tile are the output of this chunk's first GEMM.
+      float* src = tile_of(c);
+      float* z = in_place ? slots.data() : src;
       if (!kept) logits(b, nb, c, z);
-      // dZ = dlogp / T * (onehot - softmax) in place
       parallel_for(nb, 1, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           float* row = z + r * n;
           const float g = dlogp[b + r] * invT;
           if (kept) {
-            const float a = -g * float(std::exp(double(cmax[slot_of(c) * nb_max + r]) - double(lse[r])));
-            for (int64_t v = 0; v < n; ++v) row[v] *= a;
+            const float a = -g * float(std::exp(double(cmax[kept_of(c) * nb_max + r]) - double(lse[r])));
+            const float* in = src + r * n;
+            for (int64_t v = 0; v < n; ++v) row[v] = in[v] * a;
           } else {
             detail::cdpo_row_exp_sum(row, n, lse[r]);
             for (int64_t v = 0; v < n; ++v) row[v] *= -g;

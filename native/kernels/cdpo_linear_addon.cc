@@ -1,5 +1,5 @@
 // N-API boundary of linearCdpo (the CDPO loss fused with the LM head):
-//   linearCdpo(hidden, weight, targets, temperature, old|null, ref|null, bias|null, adv, offsets, opts, async, dweight|null)
+//   linearCdpo(hidden, weight, targets, temperature, old|null, ref|null, bias|null, adv, offsets, opts, async, dweight|null, accumulate)
 //     -> { loss, dhidden: Storage, dweight: Storage (absent when dweight was given: accumulated into it),
 //          logp: Storage, klRef, klBias, clipLow, clipHigh, ratioMean, tokens }
 #include <cmath>
@@ -74,7 +74,7 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
       throw_range("Expected dWeight of shape [" + std::to_string(V) + ", " + std::to_string(H) + "] but received " + g.shape_str());
     dw = g.storage;
     dw_ptr = g.ptr<float>();
-    lp->accumulate = true;
+    lp->accumulate = opt_bool(info[12], true);  // false: overwrite the given buffer
   } else {
     dw = storage_alloc(size_t(V * H) * sizeof(float), device);
     dw_ptr = static_cast<float*>(dw->data);

@@ -223,6 +223,8 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
     dw = storage_alloc(size_t(V) * size_t(H) * 4, device);
     pdw = static_cast<float*>(dw->data);
   }
+  // a given dWeight is added to unless accumulate (info[11]) is false: then it is overwritten
+  const bool accumulate = given && opt_bool(info[11], true);
   StoragePtr dh = storage_alloc(size_t(N) * size_t(H) * 4, device);
   StoragePtr db = in.bias ? storage_alloc(size_t(V) * 4, device) : nullptr;
   auto keep = std::make_shared<LinearInputs>(in);
@@ -237,9 +239,9 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
           LinearLogprobsArgs a = keep->args;
           StoragePtr dt = device_targets(keep->targets, device);
           a.tgt = static_cast<int32_t*>(dt->data);
-          linear_logprobs_backward_cuda(a, pl, pd, static_cast<float*>(dh->data), pdw, pdb, given, device);
+          linear_logprobs_backward_cuda(a, pl, pd, static_cast<float*>(dh->data), pdw, pdb, accumulate, device);
         } else {
-          linear_logprobs_backward_cpu(keep->args, pl, pd, static_cast<float*>(dh->data), pdw, pdb, given);
+          linear_logprobs_backward_cpu(keep->args, pl, pd, static_cast<float*>(dh->data), pdw, pdb, accumulate);
         }
       },
       [=](Napi::Env env) -> Napi::Value {

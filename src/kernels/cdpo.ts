@@ -1,7 +1,7 @@
 // The CDPO pull-push loss and the GRPO family (../shared/docs/cdpo.md): group-normalised
 // advantages, the loss with its gradient w.r.t. the policy log-probs, and the form fused with the
 // LM head (linearCdpo). Native code: native/kernels/cdpo*.
-import { checkInteger, checkNumber, checkOneOf, checkOptions, typeError } from '../errors.js';
+import { checkBoolean, checkInteger, checkNumber, checkOneOf, checkOptions, typeError } from '../errors.js';
 import { native, type StorageHandle, type TensorDesc } from '../native.js';
 import { expectTensor, indexTensor, Tensor } from '../tensor.js';
 
@@ -12,7 +12,7 @@ declare module '../native.js' {
     groupAdvantages(rewards: TensorDesc, groupSize: number, scale: number, eps: number, async: boolean): StorageHandle | Promise<StorageHandle>;
     linearCdpo(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, temperature: number, old: TensorDesc | null, ref: TensorDesc | null,
       bias: TensorDesc | null, adv: TensorDesc, offsets: TensorDesc, opts: NativeCdpoOptions, async: boolean,
-      dWeight: TensorDesc | null): NativeLinearCdpoResult | Promise<NativeLinearCdpoResult>;
+      dWeight: TensorDesc | null, accumulate: boolean): NativeLinearCdpoResult | Promise<NativeLinearCdpoResult>;
   }
 }
 
@@ -361,13 +361,19 @@ export interface LinearCdpoArgs extends CdpoInputs {
    * memory per call). It is returned as the result's dWeight.
    */
   dWeight?: Tensor;
+  /**
+   * With dWeight: add into it (true, the default) or overwrite it (false). Overwriting is also the
+   * faster path: with N <= H the logits tiles are kept in dWeight's own rows until the backward
+   * writes them, so no tile is computed twice (3 GEMM volumes instead of 3.6 at N 256, V 151936).
+   */
+  accumulate?: boolean;
 }
 
 export interface LinearCdpoResult {
   loss: number;
   /** [N, H] dLoss/dHidden. */
   dHidden: Tensor;
-  /** [V, H] dLoss/dWeight (the given dWeight, accumulated into, when one was given). */
+  /** [V, H] dLoss/dWeight (the given dWeight, accumulated into or overwritten, when one was given). */
   dWeight: Tensor;
   /** [N] the policy log-probs of the sampled tokens (log_softmax(hidden @ weight^T / temperature)[targets]). */
   logprobs: Tensor;
@@ -401,6 +407,7 @@ function prepareLinear(args: LinearCdpoArgs) {
       if (!dWeight.isContiguous) throw new TypeError('Expected a contiguous tensor for dWeight but received a strided view');
       if (dWeight.device !== hidden.device) throw new TypeError(`Expected dWeight on ${hidden.device} (the device of hidden) but received one on ${dWeight.device}`);
     }
+    const accumulate = a.accumulate === undefined ? true : checkBoolean('accumulate', a.accumulate);
     const p = prepareCdpoInputs(a, N, hidden.device, owned, 'hidden');
     // tests only: small tiles and caches cover the tiling logic
     const knobs = a as { _cacheBytes?: unknown; _tokenBlock?: unknown; _vocabChunk?: unknown };
@@ -409,7 +416,7 @@ function prepareLinear(args: LinearCdpoArgs) {
     if (knobs._vocabChunk !== undefined) p.opts.vocabChunk = checkInteger('_vocabChunk', knobs._vocabChunk, 1);
     const call = (async: boolean) => native.linearCdpo(h._desc('hidden'), w._desc('weight'), targets._desc('targets'), temperature,
       p.old?._desc('oldLogprobs') ?? null, p.ref?._desc('refLogprobs') ?? null, p.bias?._desc('biasLogprobs') ?? null,
-      p.adv._desc('advantages'), p.off._desc('seqOffsets'), p.opts, async, dWeight?._desc('dWeight') ?? null);
+      p.adv._desc('advantages'), p.off._desc('seqOffsets'), p.opts, async, dWeight?._desc('dWeight') ?? null, accumulate);
     return { call, owned, N, H, V, dWeight };
   } catch (e) {
     owned.dispose();
@@ -428,7 +435,8 @@ function finishLinear(r: NativeLinearCdpoResult, N: number, H: number, V: number
  * The CDPO loss (cdpoLoss's options) of log-probs that come from an LM head, fused with it: the
  * log-probs, the loss, its gradient and the LM-head backward (dHidden, dWeight) in one call,
  * without materialising [N, V] logits (tiles of 256 tokens x 4096 vocabulary rows; the tiles that
- * fit in 60 MiB are kept from the forward for the backward, the others recomputed). Equals
+ * fit in 60 MiB are kept from the forward for the backward, the others recomputed; when dWeight is
+ * written rather than accumulated and N <= H, every tile is kept in dWeight's own rows). Equals
  * linearLogprobs + cdpoLoss + linearLogprobsBackward to rounding.
  */
 export async function linearCdpo(args: LinearCdpoArgs): Promise<LinearCdpoResult> {

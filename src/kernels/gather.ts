@@ -15,7 +15,7 @@ declare module '../native.js' {
     linearLogprobs(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: TensorDesc | null, temperature: number,
       entropy: boolean, async: boolean, tileTokens?: number, tileVocab?: number): Handles | Promise<Handles>;
     linearLogprobsBackward(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: TensorDesc | null, temperature: number,
-      lse: TensorDesc, dLogprobs: TensorDesc, dWeight: TensorDesc | null, async: boolean, tileTokens?: number, tileVocab?: number): BwdHandles | Promise<BwdHandles>;
+      lse: TensorDesc, dLogprobs: TensorDesc, dWeight: TensorDesc | null, async: boolean, tileTokens: number | undefined, tileVocab: number | undefined, accumulate: boolean): BwdHandles | Promise<BwdHandles>;
   }
 }
 
@@ -197,6 +197,8 @@ export interface LinearBackwardOptions {
   tile?: LinearTile;
   /** Add the weight gradient into this f32 [V, H] tensor (gradient accumulation) instead of returning a new one. */
   dWeight?: Tensor;
+  /** With dWeight: add into it (true, the default) or overwrite it (false: a reused buffer, no zeroing needed). */
+  accumulate?: boolean;
 }
 
 export interface LinearBackwardResult {
@@ -218,7 +220,8 @@ function prepLinearBwd(hidden: unknown, weight: unknown, targets: unknown, lse: 
       dW = contiguous2d('dWeight', o.dWeight, ['f32'], '[V, H]');
       if (dW.shape[0] !== p.V || dW.shape[1] !== p.H) throw new RangeError(`Expected dWeight of shape [${p.V}, ${p.H}] but received [${dW.shape.join(', ')}]`);
     }
-    return { ...p, l, d, dW };
+    const accumulate = o.accumulate === undefined ? true : checkBoolean('options.accumulate', o.accumulate);
+    return { ...p, l, d, dW, accumulate };
   } catch (e) {
     if (p.tg.owned) p.tg.tensor.dispose();
     throw e;
@@ -233,16 +236,16 @@ function wrapBwd(r: BwdHandles, p: ReturnType<typeof prepLinearBwd>): LinearBack
 
 /**
  * Backward of linearLogprobs: recomputes each logits tile from hidden and weight (nothing [N, V]
- * is stored) and returns dHidden [N, H] and dWeight [V, H] (f32; added into opts.dWeight when given).
+ * is stored) and returns dHidden [N, H] and dWeight [V, H] (f32; added into opts.dWeight when given, or written over it with accumulate: false).
  */
 export async function linearLogprobsBackward(hidden: Tensor, weight: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: LinearBackwardOptions): Promise<LinearBackwardResult> {
   const p = prepLinearBwd(hidden, weight, targets, lse, dLogprobs, opts);
-  const r = await settle(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, true, ...p.tile));
+  const r = await settle(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, true, ...p.tile, p.accumulate));
   return wrapBwd(r, p);
 }
 
 /** The synchronous form of linearLogprobsBackward(). */
 export function linearLogprobsBackwardSync(hidden: Tensor, weight: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: LinearBackwardOptions): LinearBackwardResult {
   const p = prepLinearBwd(hidden, weight, targets, lse, dLogprobs, opts);
-  return wrapBwd(settleSync(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, false, ...p.tile) as BwdHandles), p);
+  return wrapBwd(settleSync(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, false, ...p.tile, p.accumulate) as BwdHandles), p);
 }
