@@ -14,7 +14,7 @@ import { compare, record, time, type Ctx } from './util.js';
 interface LogprobsModule {
   linearLogprobsSync(hidden: Tensor, weight: Tensor, targets: Int32Array, opts?: { temperature?: number }): { logprobs: Tensor; lse: Tensor };
   linearLogprobsBackwardSync(hidden: Tensor, weight: Tensor, targets: Int32Array, lse: Tensor, dLogprobs: Tensor,
-    opts?: { temperature?: number; dWeight?: Tensor }): { dHidden: Tensor; dWeight: Tensor };
+    opts?: { temperature?: number; dWeight?: Tensor; accumulate?: boolean }): { dHidden: Tensor; dWeight: Tensor };
 }
 async function loadLogprobs(): Promise<LogprobsModule | null> {
   if (!existsSync(new URL('../src/kernels/gather.ts', import.meta.url))) return null;
