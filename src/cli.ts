@@ -2,17 +2,28 @@
 // The `videothinker` command.
 import { parseArgs } from 'node:util';
 
-import { backend, matmul, setNumThreads, Tensor } from './index.js';
+import { backend, loadModel, matmul, setNumThreads, Tensor } from './index.js';
 
 const HELP = `videothinker: train and run small video-reasoning models with CDPO, on native kernels.
 
 Usage:
   videothinker info [--json]            what the native backend has: SIMD level, threads, BLAS, CUDA
   videothinker check [--size N]         runs a matmul against a float64 reference and times it
+  videothinker ask MODEL_DIR "QUESTION" [--video FILE] [options]
+                                        answers a question about a video with a Qwen2.5-VL
+                                        checkpoint folder; the answer streams to stdout
   videothinker --version | --help
 
 Options:
-  --threads N    native threads (default: VT_NUM_THREADS, else all hardware threads)
+  --threads N          native threads (default: VT_NUM_THREADS, else all hardware threads)
+ask:
+  --video FILE         a video file (decoded by ffmpeg from the system)
+  --system TEXT        a system turn
+  --max-new-tokens N   default 512          --temperature T   default 0 (greedy)
+  --top-p P, --top-k K, --seed S, --n N     sampling; n samples share one prefill
+  --fps F              frames sampled per second (default 2)
+  --min-frames N, --max-frames N            default 4 and 16
+  --max-pixels N       per frame (default 196*28*28 = 153664, VideoThinker's training size)
 
 Environment: VT_NUM_THREADS, VT_SIMD=scalar|avx2|avx512 (cap the kernel level),
 VT_ADDON_PATH (load a specific videothinker.node).`;
@@ -27,6 +38,18 @@ async function main(argv: string[]): Promise<number> {
       json: { type: 'boolean' },
       size: { type: 'string' },
       threads: { type: 'string' },
+      video: { type: 'string' },
+      system: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      'top-k': { type: 'string' },
+      seed: { type: 'string' },
+      n: { type: 'string' },
+      fps: { type: 'string' },
+      'min-frames': { type: 'string' },
+      'max-frames': { type: 'string' },
+      'max-pixels': { type: 'string' },
     },
   });
   if (values.help) { console.log(HELP); return 0; }
@@ -67,6 +90,44 @@ async function main(argv: string[]): Promise<number> {
       const rel = err / scale;
       console.log(`matmul ${n}^3: ${ms.toFixed(2)} ms (${(2 * n ** 3 / ms / 1e6).toFixed(1)} GFLOP/s, first call), relative error vs float64 ${rel.toExponential(2)}`);
       return rel < 1e-5 ? 0 : 1;
+    }
+    case 'ask': {
+      const [, dir, question] = positionals;
+      if (!dir || question === undefined) throw new TypeError(`Expected 'ask MODEL_DIR "QUESTION"' but received ${positionals.length - 1} arguments`);
+      const num = (flag: string, v: string | undefined, d?: number): number | undefined => {
+        if (v === undefined) return d;
+        const x = Number(v);
+        if (v.trim() === '' || !Number.isFinite(x)) throw new TypeError(`Expected a number for --${flag} but received '${v}'`);
+        return x;
+      };
+      const model = await loadModel(dir);
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once('SIGINT', stop);
+      try {
+        const n = num('n', values.n, 1)!;
+        const opts = {
+          prompt: question, signal: ac.signal, n,
+          maxNewTokens: num('max-new-tokens', values['max-new-tokens'], 512), temperature: num('temperature', values.temperature, 0),
+          topP: num('top-p', values['top-p']), topK: num('top-k', values['top-k']), seed: num('seed', values.seed),
+          videoOptions: { fps: num('fps', values.fps, 2), minFrames: num('min-frames', values['min-frames'], 4),
+            maxFrames: num('max-frames', values['max-frames'], 16), maxPixels: num('max-pixels', values['max-pixels'], 196 * 28 * 28) },
+          ...(values.video !== undefined ? { video: values.video } : {}),
+          ...(values.system !== undefined ? { system: values.system } : {}),
+        };
+        if (n === 1) {
+          for await (const e of model.generateStream(opts)) process.stdout.write(e.text ?? '');
+          process.stdout.write('\n');
+        } else {
+          const samples = await model.generate(opts);
+          samples.forEach((s, i) => console.log(`--- sample ${i} (${s.finishReason}, ${s.tokens.length} tokens)\n${s.text ?? s.tokens.join(' ')}`));
+        }
+      } finally {
+        process.off('SIGINT', stop);
+        model.dispose();
+        model.checkpoint.dispose();
+      }
+      return ac.signal.aborted ? 130 : 0;
     }
     default:
       console.error(`Unknown command '${cmd}'.\n\n${HELP}`);

@@ -3,7 +3,7 @@
 // and logits for a video whose grid does not divide into whole windows, an image plus a video in
 // one prompt, and a left-padded text-only batch; KV-cache decoding against full recompute; bf16
 // weights; input errors.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,10 +12,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { generate, generateStream, sampleToken, samplerRng } from '../src/model/generate.js';
-import { loadModel } from '../src/model/index.js';
+import { loadModel, preparePrompt, QwenTokenizer } from '../src/model/index.js';
+import { QwenProcessor } from '../src/model/processor.js';
 import { writeSafetensors } from '../src/model/safetensors.js';
 import { QwenModel, qwenConfigFromHF, windowIndex, type GridThw } from '../src/model/qwen.js';
 import { Tensor } from '../src/tensor.js';
+import { tinyTokenizer } from './fixtures.js';
 import { assertRel, randomF32, rejectsLike, relErr } from './helpers.js';
 
 const PY = process.env.VT_PYTHON ?? '/usr/bin/python3';
@@ -389,6 +391,137 @@ test('loadModel: a folder without config.json gives a clear error; config.json n
   assert.equal(text.mropeSection, [8, 0, 0]);
   assert.is(text.tieWordEmbeddings, true);
   assert.is(text.vision, undefined);
+});
+
+// ---- the whole path: a checkpoint folder with tokenizer, chat template and processor config ----
+const HAVE_FFMPEG = spawnSync('ffmpeg', ['-version']).status === 0;
+const TOK = tinyTokenizer('what is in the video? the cat sat on the mat. what happens in this clip, and why? the the the', 20);
+/** A custom template (no system turn, "Q:"/"A:" turns) to show that the checkpoint's own is used. */
+const CHAT = "{%- for m in messages -%}{{ '<|im_start|>' + m.role + ' ' }}{%- for c in m.content -%}{%- if c.type == 'video' -%}{{ '<|vision_start|><|video_pad|><|vision_end|>' }}{%- elif c.type == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}{%- else -%}{{ 'Q: ' + c.text }}{%- endif -%}{%- endfor -%}{{ '<|im_end|>' }}{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|im_start|>assistant A:' }}{%- endif -%}";
+
+function writeChatCheckpoint(dir: string): void {
+  const tensors = new Map<string, Tensor>();
+  for (const [k, v] of W) tensors.set(k, Tensor.from(v, W.shapes.get(k)!));
+  writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  for (const t of tensors.values()) t.dispose();
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(HF));
+  writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(TOK.json));
+  writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|endoftext|>', pad_token: '<|endoftext|>' }));
+  writeFileSync(path.join(dir, 'chat_template.json'), JSON.stringify({ chat_template: CHAT }));
+  writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [287, 285] }));
+  writeFileSync(path.join(dir, 'preprocessor_config.json'), JSON.stringify({ min_pixels: 28 * 28 * 2, max_pixels: 28 * 28 * 16, patch_size: 14, temporal_patch_size: 2, merge_size: 2 }));
+}
+
+/** Random RGB frames (H x W x 3 u8). */
+function frames(n: number, H: number, Wd: number, seed: number): { data: Uint8Array; height: number; width: number }[] {
+  return Array.from({ length: n }, (_, i) => ({ data: Uint8Array.from(randomF32(H * Wd * 3, seed + i, 1), (v) => Math.floor((v + 1) * 127.5)), height: H, width: Wd }));
+}
+
+test('generate({ video, prompt }): the checkpoint\'s tokenizer, chat template and processor give the same tokens as the low-level call', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'vt-qwen-chat-'));
+  try {
+    writeChatCheckpoint(dir);
+    const m = await loadModel(dir);
+    assert.ok(m.tokenizer && m.processor, 'tokenizer and processor loaded');
+    assert.equal(m.tokenizer!.eosTokenIds, [285, 287], 'stop tokens from tokenizer_config.json, generation_config.json and <|im_end|>');
+    const video = frames(5, 50, 70, 600);  // 5 frames: padded to 6 (temporal patch 2); 50 x 70 is no multiple of 28
+    const videoOptions = { fps: 2, minPixels: 28 * 28 * 2, maxPixels: 28 * 28 * 6 };
+    const question = 'What is in the video?';
+    // the prompt as the template renders it, and its video tokens expanded
+    const p = await preparePrompt(m.config, m.tokenizer!, m.processor!, { video, prompt: question, videoOptions });
+    assert.is(p.text, `<|im_start|>user <|vision_start|><|video_pad|><|vision_end|>Q: ${question}<|im_end|><|im_start|>assistant A:`);
+    const direct = m.processor!.videoSync(video, videoOptions);
+    const [t, h, w] = direct.gridThw[0]!;
+    assert.equal(p.videoGridThw, direct.gridThw);
+    assert.equal(p.secondPerGridTs, direct.secondPerGridTs);
+    assert.is(t, 3, '5 frames -> 3 temporal patches');
+    assert.is(relErr(f32(p.pixelValuesVideos!), f32(direct.pixelValues)), 0, 'the same pixels');
+    const base = Array.from(m.tokenizer!.encode(p.text));
+    const k = base.indexOf(291);
+    const want = [...base.slice(0, k), ...new Array<number>((t * h * w) / 4).fill(291), ...base.slice(k + 1)];
+    assert.equal(Array.from(p.inputIds), want, 'placeholder expanded to t*h*w/4 video tokens');
+    // high level against low level: greedy tokens and log-probs
+    const hi = await m.generate({ video, prompt: question, videoOptions, maxNewTokens: 6, temperature: 0 });
+    const lo = await generate(m, { inputIds: p.inputIds, pixelValuesVideos: direct.pixelValues, videoGridThw: direct.gridThw,
+      secondPerGridTs: direct.secondPerGridTs, maxNewTokens: 6, temperature: 0, stopTokens: [285, 287] });
+    assert.equal(hi[0]!.tokens, lo[0]!.tokens, 'tokens');
+    assert.equal(hi[0]!.logprobs, lo[0]!.logprobs, 'log-probs');
+    assert.is(hi[0]!.text, m.tokenizer!.decode(hi[0]!.tokens));
+    // streaming: the text deltas add up to the text
+    let streamed = '';
+    for await (const e of m.generateStream({ video, prompt: question, videoOptions, maxNewTokens: 6, temperature: 0 })) streamed += e.text ?? '';
+    assert.is(streamed, hi[0]!.text);
+    // messages with an image and a video, n samples
+    const image = frames(1, 40, 30, 700)[0]!;
+    const messages = [{ role: 'user', content: [{ type: 'image' as const, image }, { type: 'video' as const }, { type: 'text' as const, text: 'Why?' }] }];
+    const two = await m.generate({ messages, video, videoOptions, maxNewTokens: 3, n: 2, seed: 5 });
+    assert.is(two.length, 2);
+    for (const s of two) assert.ok(s.tokens.length >= 1 && s.tokens.length <= 3 && typeof s.text === 'string');
+    // errors
+    await rejectsLike(m.generate({ prompt: question, inputIds: [1, 2] }), TypeError, /no inputIds with prompt/);
+    await rejectsLike(m.generate({ prompt: question, messages }), TypeError, /exactly one of prompt/);
+    await rejectsLike(m.generate({ messages: [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'x' }] }], images: [image, image] }), RangeError, /as many images as image parts in messages \(1\) but received 2/);
+    await rejectsLike(m.generate({ messages: [{ role: 'user', content: [{ type: 'video' as const }] }] }), TypeError, /video \(in the part or as video\)/);
+    await rejectsLike(m.generate({ messages: [{ role: 'user', content: [{ type: 'audio' as never }] }] }), TypeError, /'text', 'image' or 'video' for messages\[0\]\.content\[0\]\.type/);
+    await rejectsLike(model.generate({ prompt: question }), TypeError, /a model with a tokenizer/);
+    p.dispose(); direct.pixelValues.dispose();
+    m.dispose(); m.checkpoint.dispose();
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});
+
+test('generate({ video: file }): a video file decoded by ffmpeg answers like its frames (needs ffmpeg)', async () => {
+  if (!HAVE_FFMPEG) { console.log('  (no ffmpeg on PATH: skipped)'); return; }
+  const dir = mkdtempSync(path.join(tmpdir(), 'vt-qwen-file-'));
+  try {
+    writeChatCheckpoint(dir);
+    const file = path.join(dir, 'clip.mp4');
+    const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x48:rate=4:duration=2', '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-crf', '18', file]);
+    assert.is(r.status, 0, `ffmpeg could write the test clip: ${r.stderr}`);
+    const m = await loadModel(dir);
+    const videoOptions = { fps: 2, minPixels: 28 * 28 * 2, maxPixels: 28 * 28 * 6 };
+    const fromFile = await m.processor!.video(file, videoOptions);
+    assert.is(fromFile.gridThw[0]![0], 2, '2 s at 2 fps: 4 frames, 2 temporal patches');
+    const hi = await m.generate({ video: file, prompt: 'What happens in this clip?', videoOptions, maxNewTokens: 4, temperature: 0 });
+    const p = await preparePrompt(m.config, m.tokenizer!, m.processor!, { video: file, prompt: 'What happens in this clip?', videoOptions });
+    assert.is(relErr(f32(p.pixelValuesVideos!), f32(fromFile.pixelValues)), 0, 'the same pixels through the prompt path');
+    const lo = await generate(m, { inputIds: p.inputIds, pixelValuesVideos: fromFile.pixelValues, videoGridThw: fromFile.gridThw,
+      secondPerGridTs: fromFile.secondPerGridTs, maxNewTokens: 4, temperature: 0, stopTokens: m.tokenizer!.eosTokenIds });
+    assert.equal(hi[0]!.tokens, lo[0]!.tokens);
+    const ac = new AbortController();
+    ac.abort();
+    await rejectsLike(m.generate({ video: file, prompt: 'x', videoOptions, signal: ac.signal }), Error, /abort/i);
+    // the README's example and HTTP service, run as a user would, answer what generate() answers
+    const exOpts = { fps: 2, minFrames: 4, maxFrames: 16, maxPixels: 196 * 28 * 28 };
+    const q = 'What happens in this clip?';
+    const [want] = await m.generate({ video: file, prompt: q, videoOptions: exOpts, maxNewTokens: 8, temperature: 0 });
+    const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+    const ex = spawnSync(process.execPath, ['--import', 'tsx', 'examples/video_qa.ts', dir, file, q, '8'], { cwd: root, encoding: 'utf8' });
+    assert.is(ex.status, 0, `video_qa.ts exits 0: ${ex.stderr}`);
+    assert.is(ex.stdout, want!.text + '\n', 'video_qa.ts prints the answer');
+    const cli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'ask', dir, q, '--video', file, '--max-new-tokens', '8'], { cwd: root, encoding: 'utf8' });
+    assert.is(cli.status, 0, `videothinker ask exits 0: ${cli.stderr}`);
+    assert.is(cli.stdout, want!.text + '\n', 'videothinker ask prints the answer');
+    const badCli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'ask', dir, q, '--video', file, '--temperature', 'hot'], { cwd: root, encoding: 'utf8' });
+    assert.is(badCli.status, 1);
+    assert.match(badCli.stderr, /TypeError: Expected a number for --temperature but received 'hot'/);
+    const srv = spawn(process.execPath, ['--import', 'tsx', 'examples/http_service.ts', dir, '0'], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        srv.stdout.on('data', (d) => { out += d; const k = /listening on :(\d+)/.exec(out); if (k) resolve(Number(k[1])); });
+        srv.on('exit', (c) => reject(new Error(`http_service.ts exited with ${c}`)));
+      });
+      const res = await fetch(`http://127.0.0.1:${port}/ask`, { method: 'POST', body: JSON.stringify({ video: file, question: q, maxNewTokens: 8 }) });
+      assert.is(res.status, 200);
+      const events = (await res.text()).split('\n\n').filter((x) => x.startsWith('data: ')).map((x) => JSON.parse(x.slice(6)) as { text?: string; done: string | null });
+      assert.is(events.map((e) => e.text ?? '').join(''), want!.text, 'the service streams the answer');
+      assert.is(events.at(-1)!.done, want!.finishReason, 'the last event ends the sample');
+      const bad = await fetch(`http://127.0.0.1:${port}/ask`, { method: 'POST', body: '{"video": 3}' });
+      assert.is(bad.status, 400);
+    } finally { srv.kill(); }
+    p.dispose(); fromFile.pixelValues.dispose();
+    m.dispose(); m.checkpoint.dispose();
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
 test.run();

@@ -4,11 +4,16 @@
 // forward step is a native job, so the event loop stays free while tokens are produced.
 import { checkInteger, checkNumber, checkOptions, typeError } from '../errors.js';
 import { Tensor } from '../tensor.js';
+import { preparePrompt, type ChatRequest, type PreparedPrompt } from './prompt.js';
 import type { GridThw, KVCache, QwenModel } from './qwen.js';
 
-export interface GenerateOptions {
+/**
+ * Either the low-level inputs (inputIds and the processor's pixel tensors) or a question: `prompt`
+ * or `messages` with `video` / `images` (ChatRequest), which needs the checkpoint's tokenizer.
+ */
+export interface GenerateOptions extends Omit<ChatRequest, 'signal'> {
   /** The prompt's token ids (one sequence). */
-  inputIds: Int32Array | readonly number[];
+  inputIds?: Int32Array | readonly number[];
   pixelValues?: Tensor;
   imageGridThw?: readonly GridThw[];
   pixelValuesVideos?: Tensor;
@@ -26,7 +31,7 @@ export interface GenerateOptions {
   seed?: number;
   /** Samples of the prompt, sharing one prefill (default 1). */
   n?: number;
-  /** Token ids that end a sample (included in its tokens). */
+  /** Token ids that end a sample (included in its tokens); default: the tokenizer's end-of-turn ids, when it has one. */
   stopTokens?: readonly number[];
   signal?: AbortSignal;
 }
@@ -39,6 +44,8 @@ export interface GeneratedSample {
    */
   logprobs: number[];
   finishReason: 'stop' | 'length';
+  /** The decoded text (special tokens left out), when the model has a tokenizer. */
+  text?: string;
 }
 
 /** One streamed token. */
@@ -49,6 +56,8 @@ export interface GenerateEvent {
   logprob: number;
   /** Set on a sample's last token. */
   finishReason?: 'stop' | 'length';
+  /** The text this token adds to its sample (when the model has a tokenizer; '' while a character is incomplete). */
+  text?: string;
 }
 
 /** A small seeded generator (xoshiro128**): uniform floats in [0, 1). */
@@ -109,7 +118,6 @@ export function sampleToken(logits: Float32Array, s: Sampling, rand: () => numbe
 }
 
 function options(model: QwenModel, o: GenerateOptions) {
-  checkOptions('options', o);
   const ids = o.inputIds instanceof Int32Array ? o.inputIds : Array.isArray(o.inputIds) ? Int32Array.from(o.inputIds as number[]) : null;
   if (!ids) throw typeError('inputIds', 'an Int32Array or an array of token ids', o.inputIds);
   if (ids.length === 0) throw new RangeError('Expected at least one prompt token for inputIds but received none');
@@ -119,7 +127,8 @@ function options(model: QwenModel, o: GenerateOptions) {
   const topK = checkInteger('topK', o.topK ?? 0, 0);
   const n = checkInteger('n', o.n ?? 1, 1);
   const seed = o.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : checkInteger('seed', o.seed, 0, 2 ** 53);
-  const stop = new Set<number>(o.stopTokens ?? []);
+  if (o.stopTokens !== undefined && !Array.isArray(o.stopTokens)) throw typeError('stopTokens', 'an array of token ids', o.stopTokens);
+  const stop = new Set<number>(o.stopTokens ?? model.tokenizer?.eosTokenIds ?? []);
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError('signal', 'an AbortSignal', o.signal);
   void model;
   return { ids, maxNewTokens, sampling: { temperature, topP, topK }, n, seed, stop };
@@ -130,9 +139,31 @@ function options(model: QwenModel, o: GenerateOptions) {
  * token per step). The prompt is run once; its cache is copied to the n rows.
  */
 export async function* generateStream(model: QwenModel, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
-  const o = options(model, opts);
+  checkOptions('options', opts);
   const signal = opts.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw typeError('signal', 'an AbortSignal', signal);
+  let prepared: PreparedPrompt | null = null;
+  if (opts.prompt !== undefined || opts.messages !== undefined) {
+    if (opts.inputIds !== undefined) throw typeError('inputIds', 'no inputIds with prompt / messages (they are tokenized from them)', opts.inputIds);
+    const { tokenizer, processor } = model;
+    if (!tokenizer) {
+      throw new TypeError('Expected a model with a tokenizer for prompt / messages (loadModel reads tokenizer.json from the checkpoint folder; ' +
+        'this one has none): pass inputIds and pixel tensors instead');
+    }
+    prepared = await preparePrompt(model.config, tokenizer, processor, { ...opts, ...(signal ? { signal } : {}) });
+    opts = { ...opts, ...prepared };
+  }
+  try {
+    yield* stream(model, opts, signal);
+  } finally {
+    prepared?.dispose();
+  }
+}
+
+async function* stream(model: QwenModel, opts: GenerateOptions, signal: AbortSignal | undefined): AsyncGenerator<GenerateEvent, void, undefined> {
+  const o = options(model, opts);
   const V = model.config.vocabSize;
+  const decoders = model.tokenizer ? Array.from({ length: o.n }, () => model.tokenizer!.streamDecoder()) : null;
   const rands = Array.from({ length: o.n }, (_, i) => samplerRng(o.seed + i * 0x9e3779b1));
   const maxLen = o.ids.length + o.maxNewTokens;
   let cache: KVCache | null = model.createCache(1, maxLen);
@@ -159,7 +190,10 @@ export async function* generateStream(model: QwenModel, opts: GenerateOptions): 
         next[i] = token;
         const stop = o.stop.has(token), length = step === o.maxNewTokens - 1;
         if (stop || length) done[i] = true;
-        yield { sample: i, token, logprob, finishReason: stop ? 'stop' : length ? 'length' : undefined };
+        const e: GenerateEvent = { sample: i, token, logprob };
+        if (stop || length) e.finishReason = stop ? 'stop' : 'length';
+        if (decoders) e.text = decoders[i]!.push(token, stop || length);
+        yield e;
       }
       if (done.every(Boolean)) break;
       signal?.throwIfAborted();
@@ -184,5 +218,6 @@ export async function generate(model: QwenModel, opts: GenerateOptions): Promise
     s.tokens.push(e.token); s.logprobs.push(e.logprob);
     if (e.finishReason) s.finishReason = e.finishReason;
   }
+  if (model.tokenizer) for (const s of out) s.text = model.tokenizer.decode(s.tokens);
   return out;
 }

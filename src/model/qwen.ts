@@ -12,6 +12,8 @@ import {
 import { native } from '../native.js';
 import { attention, attentionSync, type AttentionResult } from '../kernels/attention.js';
 import { generate, generateStream, type GenerateEvent, type GenerateOptions, type GeneratedSample } from './generate.js';
+import type { QwenProcessor } from './processor.js';
+import type { QwenTokenizer } from './tokenizer.js';
 
 /** The vision tower's settings (Hugging Face `vision_config`). */
 export interface QwenVisionConfig {
@@ -322,6 +324,10 @@ export class QwenModel {
   readonly config: QwenConfig;
   readonly weights: Map<string, Tensor>;
   readonly headDim: number;
+  /** The checkpoint's tokenizer and chat template (set by loadModel when the folder has tokenizer.json). */
+  tokenizer?: QwenTokenizer;
+  /** The image / video processor (loadModel: from preprocessor_config.json, or the defaults). */
+  processor?: QwenProcessor;
   #invFreq: Tensor;
   #sections: Tensor;
   #visionInvFreq?: Tensor;
@@ -569,7 +575,11 @@ export class QwenModel {
     return runSync(this.#forward(inputs));
   }
 
-  /** Samples tokens for a prompt (see generate.ts): n samples share one prefill; off the event loop. */
+  /**
+   * Samples tokens for a prompt (see generate.ts): token ids with pixel tensors, or a question
+   * (`prompt` / `messages` with `video` / `images`) when the model has a tokenizer. n samples share
+   * one prefill; off the event loop; AbortSignal.
+   */
   generate(opts: GenerateOptions): Promise<GeneratedSample[]> {
     return generate(this, opts);
   }

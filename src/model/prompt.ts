@@ -1,0 +1,152 @@
+// From a question about images and videos to the model's inputs: chat messages rendered with the
+// checkpoint's template, tokenized, each image / video placeholder expanded to the item's vision
+// tokens (t*h*w / merge^2), and the pixels through the processor. This is what the high-level
+// generate() runs before the prefill.
+import { typeError } from '../errors.js';
+import { Tensor } from '../tensor.js';
+import type { ImageOptions, QwenProcessor, RGBFrame, VideoOptions } from './processor.js';
+import type { GridThw, QwenConfig } from './qwen.js';
+import { checkMessages, type ChatContent, type ChatMessage, type QwenTokenizer } from './tokenizer.js';
+
+/** A video: a file path (ffmpeg decodes it), frames, or a u8 Tensor [T, H, W, 3]. */
+export type VideoSource = string | readonly RGBFrame[] | Tensor;
+
+export interface ChatRequest {
+  /** The user's question: with `video` / `images` it becomes one user turn (media first, then the text). */
+  prompt?: string;
+  /** Or a whole conversation; image / video parts take their source from the part or, in order, from `video` / `images`. */
+  messages?: ChatMessage[];
+  /** A system turn for `prompt` (the template's default otherwise). */
+  system?: string;
+  video?: VideoSource;
+  images?: readonly RGBFrame[];
+  /** Sampling and pixel budget of videos (fps, minFrames, maxFrames, minPixels, maxPixels, ...). */
+  videoOptions?: VideoOptions;
+  imageOptions?: ImageOptions;
+  signal?: AbortSignal;
+}
+
+export interface PreparedPrompt {
+  /** The rendered prompt text (placeholders not yet expanded). */
+  text: string;
+  /** Token ids with each placeholder expanded to its item's vision tokens. */
+  inputIds: Int32Array;
+  pixelValues?: Tensor;
+  imageGridThw?: GridThw[];
+  pixelValuesVideos?: Tensor;
+  videoGridThw?: GridThw[];
+  secondPerGridTs?: number[];
+  /** Frees the pixel tensors. */
+  dispose(): void;
+}
+
+type Media = { type: 'image'; src: RGBFrame } | { type: 'video'; src: VideoSource };
+
+/** The messages of a request and its media in the order of their placeholders. */
+function conversation(r: ChatRequest): { messages: ChatMessage[]; media: Media[] } {
+  if ((r.prompt === undefined) === (r.messages === undefined)) throw typeError('prompt / messages', 'exactly one of prompt (a string) and messages', r.prompt ?? r.messages);
+  if (r.images !== undefined && !Array.isArray(r.images)) throw typeError('images', 'an array of RGB frames', r.images);
+  const images = [...(r.images ?? [])];
+  let video = r.video;
+  let messages: ChatMessage[];
+  if (r.prompt !== undefined) {
+    if (typeof r.prompt !== 'string') throw typeError('prompt', 'a string', r.prompt);
+    const parts: ChatContent[] = images.map(() => ({ type: 'image' as const }));
+    if (video !== undefined) parts.push({ type: 'video' });
+    parts.push({ type: 'text', text: r.prompt });
+    messages = [];
+    if (r.system !== undefined) {
+      if (typeof r.system !== 'string') throw typeError('system', 'a string', r.system);
+      messages.push({ role: 'system', content: r.system });
+    }
+    messages.push({ role: 'user', content: parts });
+  } else {
+    checkMessages(r.messages);
+    messages = r.messages;
+  }
+  const media: Media[] = [];
+  let imageIdx = 0;
+  for (const [i, m] of messages.entries()) {
+    if (typeof m.content === 'string') continue;
+    for (const [j, c] of m.content.entries()) {
+      if (c.type === 'image') {
+        const src = (c.image ?? images[imageIdx++]) as RGBFrame | undefined;
+        if (src === undefined) throw typeError(`messages[${i}].content[${j}].image`, 'an image (in the part or in images)', undefined);
+        media.push({ type: 'image', src });
+      } else if (c.type === 'video') {
+        const src = (c.video ?? video) as VideoSource | undefined;
+        if (src === undefined) throw typeError(`messages[${i}].content[${j}].video`, 'a video (in the part or as video)', undefined);
+        if (c.video === undefined) video = undefined;  // the request's video fills one part
+        media.push({ type: 'video', src });
+      }
+    }
+  }
+  if (imageIdx < images.length) throw new RangeError(`Expected as many images as image parts in messages (${imageIdx}) but received ${images.length}`);
+  if (video !== undefined && r.messages !== undefined && !media.some((x) => x.type === 'video')) {
+    throw new RangeError('Expected a video part in messages for the given video but found none');
+  }
+  return { messages, media };
+}
+
+function concat(parts: Tensor[]): Tensor {
+  if (parts.length === 1) return parts[0]!;
+  const D = parts[0]!.shape[1]!;
+  const rows = parts.reduce((a, t) => a + t.shape[0]!, 0);
+  const out = new Float32Array(rows * D);
+  let off = 0;
+  for (const t of parts) { out.set(t.data as Float32Array, off); off += (t.data as Float32Array).length; t.dispose(); }
+  return Tensor.from(out, [rows, D]);
+}
+
+/**
+ * Renders, tokenizes and processes a request. Videos given as files are decoded by ffmpeg
+ * (asynchronously; `signal` stops it).
+ */
+export async function preparePrompt(cfg: QwenConfig, tokenizer: QwenTokenizer, processor: QwenProcessor | undefined, r: ChatRequest): Promise<PreparedPrompt> {
+  if (typeof r !== 'object' || r === null) throw typeError('request', 'an object', r);
+  const { messages, media } = conversation(r);
+  if (media.length > 0 && !cfg.vision) throw new RangeError('Expected a vision model for images / videos but this checkpoint has no vision_config');
+  if (media.length > 0 && !processor) throw new TypeError('Expected a processor for images / videos (QwenProcessor) but received none');
+  const text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+  const ids = tokenizer.encode(text);
+  const owned: Tensor[] = [];
+  try {
+    const img: { t: Tensor[]; grid: GridThw[]; tokens: number[] } = { t: [], grid: [], tokens: [] };
+    const vid: { t: Tensor[]; grid: GridThw[]; tokens: number[]; sec: number[] } = { t: [], grid: [], tokens: [], sec: [] };
+    for (const m of media) {
+      r.signal?.throwIfAborted();
+      if (m.type === 'image') {
+        const x = processor!.image(m.src, r.imageOptions);
+        owned.push(x.pixelValues);
+        img.t.push(x.pixelValues); img.grid.push(...x.gridThw); img.tokens.push(...x.tokens);
+      } else {
+        const x = await processor!.video(m.src, { ...r.videoOptions, ...(typeof m.src === 'string' && r.signal ? { signal: r.signal } : {}) });
+        owned.push(x.pixelValues);
+        vid.t.push(x.pixelValues); vid.grid.push(...x.gridThw); vid.tokens.push(...x.tokens); vid.sec.push(...x.secondPerGridTs);
+      }
+    }
+    // Expand each placeholder id to its item's tokens, in order.
+    let ii = 0, vi = 0, total = 0;
+    for (const id of ids) total += id === cfg.imageTokenId ? (img.tokens[ii++] ?? 1) : id === cfg.videoTokenId ? (vid.tokens[vi++] ?? 1) : 1;
+    if (ii !== img.tokens.length || vi !== vid.tokens.length) {
+      throw new RangeError(`The chat template wrote ${ii} image and ${vi} video placeholders for ${img.tokens.length} images and ${vid.tokens.length} videos ` +
+        `(image token ${cfg.imageTokenId}, video token ${cfg.videoTokenId}: do the tokenizer and config.json agree?)`);
+    }
+    const inputIds = new Int32Array(total);
+    ii = 0; vi = 0;
+    let o = 0;
+    for (const id of ids) {
+      const n = id === cfg.imageTokenId ? img.tokens[ii++]! : id === cfg.videoTokenId ? vid.tokens[vi++]! : 1;
+      inputIds.fill(id, o, o + n);
+      o += n;
+    }
+    const out: PreparedPrompt = { text, inputIds, dispose: () => { out.pixelValues?.dispose(); out.pixelValuesVideos?.dispose(); } };
+    owned.length = 0;
+    if (img.t.length) { out.pixelValues = concat(img.t); out.imageGridThw = img.grid; }
+    if (vid.t.length) { out.pixelValuesVideos = concat(vid.t); out.videoGridThw = vid.grid; out.secondPerGridTs = vid.sec; }
+    return out;
+  } catch (e) {
+    for (const t of owned) t.dispose();
+    throw e;
+  }
+}
