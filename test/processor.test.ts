@@ -23,6 +23,8 @@ const PY = process.env.VT_PYTHON ?? '/usr/bin/python3';
 const REF = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ref', 'processor_ref.py');
 const hasFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0 && spawnSync('ffprobe', ['-version']).status === 0;
 if (!hasFfmpeg) console.log('  SKIPPED: ffmpeg/ffprobe not on PATH: the video decoding tests do not run');
+// CI installs ffmpeg (.ci/run): there its absence is a failure, not a skip
+test('ffmpeg is present where CI runs', () => { if (process.env.CI && !hasFfmpeg) assert.unreachable('ffmpeg (Debian package ffmpeg) is required in CI'); });
 
 function randomImage(h: number, w: number, seed: number): RGBImage {
   const r = rng(seed);

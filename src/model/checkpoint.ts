@@ -1,6 +1,6 @@
 // A Hugging Face checkpoint folder: config.json and the safetensors weights (model.safetensors,
 // or shards listed by model.safetensors.index.json), memory-mapped and kept in their stored dtype.
-// A folder with only these loads; tokenizer and processor support are not part of this loader yet.
+// A folder with only these loads; loadModel (index.ts) adds the tokenizer and the processor.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
