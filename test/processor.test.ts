@@ -474,4 +474,25 @@ const x0 = sampleFrameIndices(30, 10);
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
+test('video(frames) converts one frame per event-loop turn (timers run in between), equals videoSync, and stops on abort', async () => {
+  const p = new QwenProcessor();
+  const r = rng(4242);
+  const frames = Array.from({ length: 6 }, () => ({ data: Uint8Array.from({ length: 90 * 120 * 3 }, () => Math.floor(r() * 256)), height: 90, width: 120 }));
+  const opts = { fps: 2, minPixels: 28 * 28 * 4, maxPixels: 28 * 28 * 12 };
+  const sync = p.videoSync(frames, opts);
+  let ticks = 0;
+  const timer = setInterval(() => { ticks++; }, 0);
+  const pending = p.video(frames, opts);
+  const a = await pending;
+  clearInterval(timer);
+  assert.ok(ticks >= 2, `timers fired while the frames were converted (${ticks})`);
+  assert.equal(Array.from(a.pixelValues.data as Float32Array), Array.from(sync.pixelValues.data as Float32Array));
+  assert.equal(a.gridThw, sync.gridThw);
+  const ac = new AbortController();
+  const aborted = p.video(frames, { ...opts, signal: ac.signal });
+  ac.abort(new Error('stop: aborted by the test'));
+  await rejectsLike(aborted, Error, /aborted by the test/);
+  a.pixelValues.dispose(); sync.pixelValues.dispose();
+});
+
 test.run();

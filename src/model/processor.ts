@@ -521,7 +521,15 @@ export class QwenProcessor {
    * per-frame budget (videoPixelBounds).
    */
   async video(input: string | readonly RGBFrame[] | Tensor, opts: VideoOptions = {}): Promise<VideoInputs> {
-    if (typeof input !== 'string') return this.videoSync(input, opts);
+    if (typeof input !== 'string') {
+      // frames in memory: one frame per turn of the event loop, so other work runs in between
+      const job = this.#framesJob(input, opts);
+      for (let r = job.next(); ; r = job.next()) {
+        if (r.done) return r.value;
+        await new Promise((resolve) => setImmediate(resolve));
+        (opts as VideoOptions | undefined)?.signal?.throwIfAborted();
+      }
+    }
     const o = checkOptions('options', opts);
     checkKeys(o, VIDEO_OPTION_KEYS);
     if (o.videoFps !== undefined) throw typeError('options.videoFps', 'no videoFps with a file (its rate is read from the file)', o.videoFps);
@@ -546,8 +554,14 @@ export class QwenProcessor {
     return { ...r, secondPerGridTs: [this.config.temporalPatchSize / dec.sampleFps], sampleFps: dec.sampleFps, frameIndices: dec.indices, missingFrames: dec.missing };
   }
 
-  /** video() for frames in memory (an array of frames or a u8 Tensor [T, H, W, 3]). */
+  /** video() for frames in memory (an array of frames or a u8 Tensor [T, H, W, 3]), in one go. */
   videoSync(input: readonly RGBFrame[] | Tensor, opts: VideoOptions = {}): VideoInputs {
+    const job = this.#framesJob(input, opts);
+    for (let r = job.next(); ; r = job.next()) if (r.done) return r.value;
+  }
+
+  /** The frames-in-memory path, pausing (yield) after each output frame. */
+  *#framesJob(input: readonly RGBFrame[] | Tensor, opts: VideoOptions): Generator<void, VideoInputs, void> {
     const o = checkOptions('options', opts);
     checkKeys(o, VIDEO_OPTION_KEYS);
     this.#checkBudget(o);
@@ -588,11 +602,12 @@ export class QwenProcessor {
     const [h, w] = this.videoSize(H, W, indices.length, o);
     const wr = new PatchWriter(indices.length, h, w, this.config);
     const cache = new Map<number, RGBImage>();
-    indices.forEach((src, t) => {
+    for (const [t, src] of indices.entries()) {
       let r = cache.get(src);
       if (!r) { r = resizeBicubic(imgs[src]!, h, w); cache.clear(); cache.set(src, r); }
       wr.write(r, t);
-    });
+      if (t + 1 < indices.length) yield;
+    }
     const r = this.#result([{ data: wr.finish(), grid: wr.gridThw }]);
     return { ...r, secondPerGridTs: [this.config.temporalPatchSize / sampleFps], sampleFps, frameIndices: indices, missingFrames: 0 };
   }
