@@ -4,6 +4,7 @@
 // GB/s of weights read per token and its fraction of the measured DRAM bandwidth (the memory
 // bound); the 'scalar' rows are the same code at the scalar SIMD level, the naive baseline.
 import { backend, memoryStats, resetPeakMemory, setSimdLevel } from '../src/backend.js';
+import { QwenProcessor } from '../src/model/processor.js';
 import { QwenModel, type QwenConfig } from '../src/model/qwen.js';
 import { Tensor } from '../src/tensor.js';
 import { compare, record, time, type Ctx } from './util.js';
@@ -120,7 +121,49 @@ async function vision(ctx: Ctx): Promise<void> {
   for (const t of w.values()) t.dispose();
 }
 
+/**
+ * The naive resize: a 2-D (not separable) antialiased bicubic evaluated per output pixel, with
+ * the same kernel and support; what the separable passes of resizeBicubic save.
+ */
+function naiveResize(src: Uint8Array, H: number, W: number, oh: number, ow: number): Uint8Array {
+  const cubic = (x: number) => { x = Math.abs(x); const a = -0.5; return x < 1 ? ((a + 2) * x - (a + 3)) * x * x + 1 : x < 2 ? (((x - 5) * x + 8) * x - 4) * a : 0; };
+  const out = new Uint8Array(oh * ow * 3);
+  const sy = H / oh, sx = W / ow, fy = Math.max(sy, 1), fx = Math.max(sx, 1);
+  for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) {
+    const cy = (y + 0.5) * sy, cx = (x + 0.5) * sx;
+    const y0 = Math.max(0, Math.trunc(cy - 2 * fy + 0.5)), y1 = Math.min(H, Math.trunc(cy + 2 * fy + 0.5));
+    const x0 = Math.max(0, Math.trunc(cx - 2 * fx + 0.5)), x1 = Math.min(W, Math.trunc(cx + 2 * fx + 0.5));
+    let r = 0, g = 0, b = 0, tw = 0;
+    for (let yy = y0; yy < y1; yy++) for (let xx = x0; xx < x1; xx++) {
+      const w = cubic((yy - cy + 0.5) / fy) * cubic((xx - cx + 0.5) / fx), p = (yy * W + xx) * 3;
+      r += w * src[p]!; g += w * src[p + 1]!; b += w * src[p + 2]!; tw += w;
+    }
+    const o = (y * ow + x) * 3, u8 = (v: number) => Math.min(255, Math.max(0, Math.floor(v / tw + 0.5)));
+    out[o] = u8(r); out[o + 1] = u8(g); out[o + 2] = u8(b);
+  }
+  return out;
+}
+
+/** The processor: 16 frames of 640 x 360 to VideoThinker's 196*28*28-pixel budget (280 x 504), plain JS. */
+async function processor(ctx: Ctx): Promise<void> {
+  const T = 16, H = 360, W = 640;
+  let s = 12345;
+  const frames = Array.from({ length: T }, () => ({ data: Uint8Array.from({ length: H * W * 3 }, () => ((s = (s * 1103515245 + 12345) >>> 0) >>> 24)), height: H, width: W }));
+  const p = new QwenProcessor();
+  const opts = { fps: 2, maxPixels: 196 * 28 * 28 };
+  const [oh, ow] = p.videoSize(H, W, T, opts);
+  const bytes = T * H * W * 3 + T * oh * ow * 3 * 4;  // u8 frames in, f32 patches out
+  const kase = `processor ${T} frames ${W}x${H} -> ${ow}x${oh}`;
+  const ms = await time(kase, () => p.videoSync(frames, opts).pixelValues.dispose(), { ...ctx, timeMs: Math.min(ctx.timeMs, 3000) }, { minIters: 2 });
+  record(ctx, { suite: 'model', case: kase, impl: 'videothinker', ms, bytes, note: `${(T / (ms / 1000)).toFixed(0)} frames/s; resize + normalise + patchify in JS` });
+  const one = frames[0]!;
+  const msN = await time(`${kase} naive`, () => naiveResize(one.data, H, W, oh, ow), { ...ctx, timeMs: Math.min(ctx.timeMs, 2000) }, { minIters: 2 });
+  record(ctx, { suite: 'model', case: kase, impl: 'naive', ms: msN * T, bytes, note: '2-D bicubic per output pixel (resize only), timed on one frame x 16' });
+  compare(ctx, 'model', kase, 'naive', null);
+}
+
 export async function run(ctx: Ctx): Promise<void> {
+  await processor(ctx);
   await vision(ctx);
   await decoder(ctx);
 }
