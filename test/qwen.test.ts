@@ -494,6 +494,17 @@ test('generate({ video: file }): a video file decoded by ffmpeg answers like its
     const ac = new AbortController();
     ac.abort();
     await rejectsLike(m.generate({ video: file, prompt: 'x', videoOptions, signal: ac.signal }), Error, /abort/i);
+    // an image file (PNG through ffmpeg) answers like its decoded pixels, which equal ffmpeg's own rgb24 output
+    const png = path.join(dir, 'still.png');
+    assert.is(spawnSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=60x44:rate=1', '-frames:v', '1', png]).status, 0);
+    const raw = spawnSync('ffmpeg', ['-v', 'error', '-i', png, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-']);
+    const still = { data: new Uint8Array(raw.stdout), height: 44, width: 60 };
+    assert.is(still.data.length, 44 * 60 * 3);
+    const byFile = await m.generate({ images: [png], prompt: 'What is this?', maxNewTokens: 4, temperature: 0 });
+    const byPixels = await m.generate({ images: [still], prompt: 'What is this?', maxNewTokens: 4, temperature: 0 });
+    assert.equal(byFile[0]!.tokens, byPixels[0]!.tokens, 'image file = its pixels');
+    assert.equal(byFile[0]!.logprobs, byPixels[0]!.logprobs);
+    await rejectsLike(m.generate({ images: [path.join(dir, 'missing.png')], prompt: 'x' }), Error, /missing\.png/);
     // the README's example and HTTP service, run as a user would, answer what generate() answers
     const exOpts = { fps: 2, minFrames: 4, maxFrames: 16, maxPixels: 196 * 28 * 28 };
     const q = 'What happens in this clip?';

@@ -6,10 +6,13 @@ import { typeError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import type { ImageOptions, QwenProcessor, RGBFrame, VideoOptions } from './processor.js';
 import type { GridThw, QwenConfig } from './qwen.js';
+import { decodeImage } from './video.js';
 import { checkMessages, type ChatContent, type ChatMessage, type QwenTokenizer } from './tokenizer.js';
 
 /** A video: a file path (ffmpeg decodes it), frames, or a u8 Tensor [T, H, W, 3]. */
 export type VideoSource = string | readonly RGBFrame[] | Tensor;
+/** An image: a file path (PNG, JPEG, ...: ffmpeg decodes it) or an RGB frame. */
+export type ImageSource = string | RGBFrame;
 
 export interface ChatRequest {
   /** The user's question: with `video` / `images` it becomes one user turn (media first, then the text). */
@@ -19,7 +22,7 @@ export interface ChatRequest {
   /** A system turn for `prompt` (the template's default otherwise). */
   system?: string;
   video?: VideoSource;
-  images?: readonly RGBFrame[];
+  images?: readonly ImageSource[];
   /** Sampling and pixel budget of videos (fps, minFrames, maxFrames, minPixels, maxPixels, ...). */
   videoOptions?: VideoOptions;
   imageOptions?: ImageOptions;
@@ -40,7 +43,7 @@ export interface PreparedPrompt {
   dispose(): void;
 }
 
-type Media = { type: 'image'; src: RGBFrame } | { type: 'video'; src: VideoSource };
+type Media = { type: 'image'; src: ImageSource } | { type: 'video'; src: VideoSource };
 
 /** The messages of a request and its media in the order of their placeholders. */
 function conversation(r: ChatRequest): { messages: ChatMessage[]; media: Media[] } {
@@ -70,7 +73,7 @@ function conversation(r: ChatRequest): { messages: ChatMessage[]; media: Media[]
     if (typeof m.content === 'string') continue;
     for (const [j, c] of m.content.entries()) {
       if (c.type === 'image') {
-        const src = (c.image ?? images[imageIdx++]) as RGBFrame | undefined;
+        const src = (c.image ?? images[imageIdx++]) as ImageSource | undefined;
         if (src === undefined) throw typeError(`messages[${i}].content[${j}].image`, 'an image (in the part or in images)', undefined);
         media.push({ type: 'image', src });
       } else if (c.type === 'video') {
@@ -116,7 +119,8 @@ export async function preparePrompt(cfg: QwenConfig, tokenizer: QwenTokenizer, p
     for (const m of media) {
       r.signal?.throwIfAborted();
       if (m.type === 'image') {
-        const x = processor!.image(m.src, r.imageOptions);
+        const frame = typeof m.src === 'string' ? await decodeImage(m.src, r.signal ? { signal: r.signal } : {}) : m.src;
+        const x = processor!.image(frame, r.imageOptions);
         owned.push(x.pixelValues);
         img.t.push(x.pixelValues); img.grid.push(...x.gridThw); img.tokens.push(...x.tokens);
       } else {

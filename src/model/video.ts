@@ -388,3 +388,14 @@ export async function decodeVideo(path: string, opts: DecodeOptions = {}): Promi
   }
   return { frames, indices, totalFrames: probe.totalFrames, videoFps: probe.fps, sampleFps, width: W, height: H, missing };
 }
+
+/**
+ * Decodes an image file (PNG, JPEG, WebP, ... whatever the system's ffmpeg reads) as one RGB
+ * image: the first frame of the file, through decodeVideo.
+ */
+export async function decodeImage(path: string, opts: ToolOptions = {}): Promise<RGBImage> {
+  if (typeof path !== 'string' || path === '') throw typeError('path', 'an image file path', path);
+  const o = checkOptions('options', opts);
+  const d = await decodeVideo(path, { indices: [0], ...(o.signal ? { signal: o.signal } : {}), ...(o.ffmpeg ? { ffmpeg: o.ffmpeg } : {}), ...(o.ffprobe ? { ffprobe: o.ffprobe } : {}) });
+  return d.frames[0]!;
+}
