@@ -288,18 +288,11 @@ export interface DecodeOptions extends SampleOptions, ToolOptions {
   onFrame?: (frame: RGBImage, i: number) => void;
 }
 
-export interface DecodedVideo {
+/** The plan (DecodeStart: the index in the video of each sampled frame, the video's average frame
+ * rate, the rate the sampled frames represent = nframes / totalFrames * videoFps, the size) and the frames. */
+export interface DecodedVideo extends DecodeStart {
   /** The sampled frames (empty when onFrame was given). */
   frames: RGBImage[];
-  /** The index in the video of each sampled frame. */
-  indices: number[];
-  totalFrames: number;
-  /** The video's average frame rate. */
-  videoFps: number;
-  /** The rate the sampled frames represent: nframes / totalFrames * videoFps. */
-  sampleFps: number;
-  width: number;
-  height: number;
   /**
    * Sampled frames that the stream did not deliver (its real frame count fell short of the
    * container's): each was filled with the last frame decoded. 0 normally.
