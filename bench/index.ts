@@ -28,7 +28,11 @@ const quick = args.includes('--quick');
 for (const name of only ?? []) if (!(name in SUITES)) throw new RangeError(`Unknown suite '${name}': expected one of ${Object.keys(SUITES).join(', ')}`);
 
 const info = backend();
-console.log(`videothinker ${info.version}: ${info.kernels} kernels, ${info.threads} threads, BLAS: ${info.blas.split(' ').slice(0, 2).join(' ')}, CUDA compiled: ${info.cuda.compiled}, devices: ${info.cuda.devices.length}`);
+// The BLAS kernel set moves every GEMM-bound row (e.g. 192 against 326 GFLOP/s at 1024^3 on one
+// AVX-512 machine whose environment forced OPENBLAS_CORETYPE=Haswell), so the header names it.
+const core = /\(core ([^,)]+)/.exec(info.blas)?.[1] ?? '?';
+const forced = process.env.OPENBLAS_CORETYPE ? ` (OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE} set in the environment)` : '';
+console.log(`videothinker ${info.version}: ${info.kernels} kernels, ${info.threads} threads, BLAS: ${info.blas.split(' ').slice(0, 2).join(' ')} ${core} kernels${forced}, CUDA compiled: ${info.cuda.compiled}, devices: ${info.cuda.devices.length}`);
 if (Number.isNaN(CEILINGS.peakGflops) || Number.isNaN(CEILINGS.dramGBs)) {
   const m = native.measureCeilings(info.threads, 0.5);
   if (Number.isNaN(CEILINGS.peakGflops)) CEILINGS.peakGflops = m.fmaGflops;
