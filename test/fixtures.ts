@@ -14,8 +14,14 @@ export function byteAlphabet(): string[] {
   return out;
 }
 
-/** The pre-tokenizer split of GPT-2 (contractions, letters, digits, punctuation, spaces). */
-export const SPLIT = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+/**
+ * The pre-tokenizer split of Qwen2's tokenizer.json (Oniguruma syntax: case-insensitive
+ * contractions, one digit at a time, letters with one leading non-letter, punctuation runs with
+ * their newlines, whitespace), which the library translates to a JS RegExp.
+ */
+export const SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/** The same split for JS (Node 20 has no inline (?i:) groups: the contractions spelt out). */
+const SPLIT_JS = SPLIT.replace("(?i:'s|'t|'re|'ve|'m|'ll|'d)", "'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]");
 
 /** Special tokens of the tiny test config (vocab 300: image 290, video 291, vision start 292, end 293). */
 export const SPECIAL: Record<string, number> = {
@@ -30,7 +36,7 @@ export function tinyTokenizer(sample: string, nMerges: number): TinyTokenizer {
   const alpha = byteAlphabet();
   const vocab = new Map<string, number>();
   alpha.forEach((c, i) => vocab.set(c, i));
-  const words = (sample.match(new RegExp(SPLIT, 'gu')) ?? []).map((w) => [...new TextEncoder().encode(w)].map((b) => alpha[b]!));
+  const words = (sample.match(new RegExp(SPLIT_JS, 'gu')) ?? []).map((w) => [...new TextEncoder().encode(w)].map((b) => alpha[b]!));
   const merges: [string, string][] = [];
   for (let m = 0; m < nMerges; m++) {
     const count = new Map<string, number>();
@@ -64,7 +70,7 @@ export function bpeReference(t: TinyTokenizer, text: string): number[] {
   const alpha = byteAlphabet();
   const rank = new Map(t.merges.map(([a, b], i) => [a + '\u0000' + b, i]));
   const out: number[] = [];
-  for (const piece of text.normalize('NFC').match(new RegExp(SPLIT, 'gu')) ?? []) {
+  for (const piece of text.normalize('NFC').match(new RegExp(SPLIT_JS, 'gu')) ?? []) {
     const w = [...new TextEncoder().encode(piece)].map((b) => alpha[b]!);
     for (;;) {
       let best = -1, br = Infinity;

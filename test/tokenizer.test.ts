@@ -14,7 +14,8 @@ import { throwsLike } from './helpers.js';
 const T = tinyTokenizer('the cat sat on the mat. the dog ate the hat; what is in the video? the man and the cat sat on that mat, then the dog ran at the cat. 12 123 1234', 24);
 const tok = new QwenTokenizer({ tokenizer: T.json, config: { eos_token: '<|endoftext|>' } });
 
-const TEXTS = ['the cat sat on the mat.', 'What is in the video?\n  Two  spaces\tand a tab', 'naïve café, 12345 dogs 😀!', "it's the cat's hat", '   '];
+const TEXTS = ['the cat sat on the mat.', 'What is in the video?\n  Two  spaces\tand a tab', 'naïve café, 12345 dogs 😀!', "it's the cat's hat", '   ',
+  "IT'S THE CAT'LL DO\r\n\r\nok...\n\n", '(A) 3.14, (B) 42;\n<answer>B</answer>'];
 
 test('encode equals a plain byte-level BPE of the same merges; decode inverts it', () => {
   assert.ok(T.merges.length >= 10, 'merges were learnt');
@@ -43,6 +44,29 @@ test('default chat template: the Qwen2.5-VL turn format, media placeholders, sys
     '<|vision_start|><|video_pad|><|vision_end|><|vision_start|><|image_pad|><|vision_end|>Why?<|im_end|>\n<|im_start|>assistant\n');
   const t = tok.applyChatTemplate([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }], { addGenerationPrompt: false });
   assert.is(t, '<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n');
+});
+
+test('a template in the style of the Qwen2-VL checkpoints: namespace counters, membership checks, add_vision_id', () => {
+  const tmpl = [
+    "{%- set nl = '\\n' -%}",
+    '{%- set n = namespace(img=0, vid=0) -%}',
+    '{%- for message in messages -%}',
+    "{%- if loop.first and message['role'] != 'system' -%}<|im_start|>system{{ nl }}Sys.<|im_end|>{{ nl }}{%- endif -%}",
+    "<|im_start|>{{ message['role'] + nl }}",
+    "{%- if message['content'] is string -%}{{ message['content'] }}{%- else -%}{%- for part in message['content'] -%}",
+    "{%- if part['type'] == 'image' or 'image' in part -%}{%- set n.img = n.img + 1 -%}{%- if add_vision_id -%}Picture {{ n.img }}: {% endif -%}<|vision_start|><|image_pad|><|vision_end|>",
+    "{%- elif part['type'] == 'video' or 'video' in part -%}{%- set n.vid = n.vid + 1 -%}{%- if add_vision_id -%}Video {{ n.vid }}: {% endif -%}<|vision_start|><|video_pad|><|vision_end|>",
+    "{%- elif 'text' in part -%}{{ part['text'] }}{%- endif -%}",
+    '{%- endfor -%}{%- endif -%}<|im_end|>{{ nl }}',
+    '{%- endfor -%}',
+    '{%- if add_generation_prompt -%}<|im_start|>assistant{{ nl }}{%- endif -%}',
+  ].join('');
+  const t = new QwenTokenizer({ tokenizer: T.json, chatTemplate: tmpl });
+  const msgs = [{ role: 'user', content: [{ type: 'image' as const, image: { data: new Uint8Array(3), height: 1, width: 1 } }, { type: 'video' as const, video: 'a.mp4' },
+    { type: 'image' as const }, { type: 'text' as const, text: 'Compare.' }] }];
+  assert.is(t.applyChatTemplate(msgs, { add_vision_id: true }), '<|im_start|>system\nSys.<|im_end|>\n<|im_start|>user\nPicture 1: <|vision_start|><|image_pad|><|vision_end|>' +
+    'Video 1: <|vision_start|><|video_pad|><|vision_end|>Picture 2: <|vision_start|><|image_pad|><|vision_end|>Compare.<|im_end|>\n<|im_start|>assistant\n');
+  assert.is(t.applyChatTemplate(msgs).split('<|image_pad|>').length, 3, 'two image placeholders without ids');
 });
 
 test('a checkpoint folder: its template (tokenizer_config.json or chat_template.json) and generation_config.json', () => {
