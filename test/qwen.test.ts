@@ -459,6 +459,7 @@ test('generate({ video, prompt }): the checkpoint\'s tokenizer, chat template an
     for (const s of two) assert.ok(s.tokens.length >= 1 && s.tokens.length <= 3 && typeof s.text === 'string');
     // errors
     await rejectsLike(m.generate({ prompt: question, inputIds: [1, 2] }), TypeError, /no inputIds with prompt/);
+    await rejectsLike(m.generate({ prompt: question, video: '/no/such/clip.mp4', n: 0 }), RangeError, /integer >= 1 for n but received 0/, 'sampling options fail before any decoding');
     await rejectsLike(m.generate({ prompt: question, messages }), TypeError, /exactly one of prompt/);
     await rejectsLike(m.generate({ messages: [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'x' }] }], images: [image, image] }), RangeError, /as many images as image parts in messages \(1\) but received 2/);
     await rejectsLike(m.generate({ messages: [{ role: 'user', content: [{ type: 'video' as const }] }] }), TypeError, /video \(in the part or as video\)/);

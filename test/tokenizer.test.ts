@@ -96,11 +96,19 @@ test('streamDecoder: characters split over byte tokens come out whole', () => {
   for (const p of parts) assert.ok(!p.includes('\uFFFD'), 'no half characters emitted');
   const e = tok.streamDecoder();
   assert.is(e.push(ids[2]!, true).length, 1, 'a last, incomplete character comes out as U+FFFD');
+  // a long sample with special tokens between: the pieces add up to the whole decode
+  const long = Array.from({ length: 40 }, (_, i) => TEXTS[i % TEXTS.length] + (i % 7 === 0 ? '<|im_end|>' : '')).join(' ');
+  const lids = Array.from(tok.encode(long));
+  const f = tok.streamDecoder();
+  assert.is(lids.map((id, i) => f.push(id, i === lids.length - 1)).join(''), tok.decode(lids));
+  assert.is(f.text, tok.decode(lids));
 });
 
 test('bad input names the argument', () => {
   throwsLike(() => tok.encode(5 as unknown as string), TypeError, /a string for text but received 5 of type number/);
   throwsLike(() => tok.decode('ab' as unknown as number[]), TypeError, /array of token ids for ids/);
+  throwsLike(() => tok.decode([1, 2.5]), TypeError, /token id \(an integer >= 0\) for ids\[1\] but received 2.5/);
+  assert.is(tok.decode([]), '');
   throwsLike(() => tok.applyChatTemplate([]), TypeError, /non-empty array .* for messages/);
   throwsLike(() => tok.applyChatTemplate([{ role: 'user', content: 3 as unknown as string }]), TypeError, /string or an array of content parts for messages\[0\]\.content/);
   throwsLike(() => tok.applyChatTemplate([{ role: 'user', content: [{ type: 'text', text: 1 as unknown as string }] }]), TypeError, /messages\[0\]\.content\[0\]\.text/);

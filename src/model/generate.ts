@@ -117,10 +117,8 @@ export function sampleToken(logits: Float32Array, s: Sampling, rand: () => numbe
   return { token: last, logprob: lp(last) };
 }
 
-function options(model: QwenModel, o: GenerateOptions) {
-  const ids = o.inputIds instanceof Int32Array ? o.inputIds : Array.isArray(o.inputIds) ? Int32Array.from(o.inputIds as number[]) : null;
-  if (!ids) throw typeError('inputIds', 'an Int32Array or an array of token ids', o.inputIds);
-  if (ids.length === 0) throw new RangeError('Expected at least one prompt token for inputIds but received none');
+/** The sampling options, checked (before any prompt work, so a bad one fails at once). */
+function sampling(model: QwenModel, o: GenerateOptions) {
   const maxNewTokens = checkInteger('maxNewTokens', o.maxNewTokens ?? 64, 1);
   const temperature = checkNumber('temperature', o.temperature ?? 1, 0);
   const topP = checkNumber('topP', o.topP ?? 1, 0, 1, { exclusiveMin: true });
@@ -130,8 +128,14 @@ function options(model: QwenModel, o: GenerateOptions) {
   if (o.stopTokens !== undefined && !Array.isArray(o.stopTokens)) throw typeError('stopTokens', 'an array of token ids', o.stopTokens);
   const stop = new Set<number>(o.stopTokens ?? model.tokenizer?.eosTokenIds ?? []);
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError('signal', 'an AbortSignal', o.signal);
-  void model;
-  return { ids, maxNewTokens, sampling: { temperature, topP, topK }, n, seed, stop };
+  return { maxNewTokens, sampling: { temperature, topP, topK }, n, seed, stop };
+}
+
+function promptIds(o: GenerateOptions): Int32Array {
+  const ids = o.inputIds instanceof Int32Array ? o.inputIds : Array.isArray(o.inputIds) ? Int32Array.from(o.inputIds as number[]) : null;
+  if (!ids) throw typeError('inputIds', 'an Int32Array or an array of token ids', o.inputIds);
+  if (ids.length === 0) throw new RangeError('Expected at least one prompt token for inputIds but received none');
+  return ids;
 }
 
 /**
@@ -141,7 +145,7 @@ function options(model: QwenModel, o: GenerateOptions) {
 export async function* generateStream(model: QwenModel, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
   checkOptions('options', opts);
   const signal = opts.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw typeError('signal', 'an AbortSignal', signal);
+  const s = sampling(model, opts);
   let prepared: PreparedPrompt | null = null;
   if (opts.prompt !== undefined || opts.messages !== undefined) {
     if (opts.inputIds !== undefined) throw typeError('inputIds', 'no inputIds with prompt / messages (they are tokenized from them)', opts.inputIds);
@@ -154,14 +158,14 @@ export async function* generateStream(model: QwenModel, opts: GenerateOptions): 
     opts = { ...opts, ...prepared };
   }
   try {
-    yield* stream(model, opts, signal);
+    yield* stream(model, { ...s, ids: promptIds(opts) }, opts, signal);
   } finally {
     prepared?.dispose();
   }
 }
 
-async function* stream(model: QwenModel, opts: GenerateOptions, signal: AbortSignal | undefined): AsyncGenerator<GenerateEvent, void, undefined> {
-  const o = options(model, opts);
+async function* stream(model: QwenModel, o: ReturnType<typeof sampling> & { ids: Int32Array }, opts: GenerateOptions,
+  signal: AbortSignal | undefined): AsyncGenerator<GenerateEvent, void, undefined> {
   const V = model.config.vocabSize;
   const decoders = model.tokenizer ? Array.from({ length: o.n }, () => model.tokenizer!.streamDecoder()) : null;
   const rands = Array.from({ length: o.n }, (_, i) => samplerRng(o.seed + i * 0x9e3779b1));

@@ -151,7 +151,10 @@ export class QwenTokenizer {
     if (!(ArrayBuffer.isView(ids) || Array.isArray(ids))) throw typeError('ids', 'an array of token ids', ids);
     const o = checkOptions('options', opts);
     const skip = o.skipSpecialTokens === undefined ? true : checkBoolean('options.skipSpecialTokens', o.skipSpecialTokens);
-    return this.#tok.decode(Array.from(ids as ArrayLike<number>), { skip_special_tokens: skip, clean_up_tokenization_spaces: false });
+    const arr = Array.from(ids as ArrayLike<number>);
+    if (arr.length === 0) return '';  // the library refuses an empty list
+    arr.forEach((v, i) => { if (!Number.isInteger(v) || v < 0) throw typeError(`ids[${i}]`, 'a token id (an integer >= 0)', v); });
+    return this.#tok.decode(arr, { skip_special_tokens: skip, clean_up_tokenization_spaces: false });
   }
 
   /** The id of a token string (e.g. '<|video_pad|>'), or undefined. */
@@ -190,19 +193,21 @@ export class QwenTokenizer {
    * everything left, an incomplete character as U+FFFD.
    */
   streamDecoder(opts?: { skipSpecialTokens?: boolean }): { push(id: number, last?: boolean): string; readonly text: string } {
+    // Incremental, as text-generation servers do it: decode only the tokens since the last
+    // emitted boundary (with the few before it as context), so a long sample costs O(n), not O(n^2).
     const ids: number[] = [];
-    let emitted = '';
+    let prefix = 0, read = 0;
     const self = this;
     return {
       push(id: number, last = false): string {
         ids.push(id);
-        const all = self.decode(ids, opts);
+        const before = self.decode(ids.slice(prefix, read), opts);
+        const now = self.decode(ids.slice(prefix), opts);
         // hold back a trailing replacement character: the rest of its bytes may come next
-        const stable = !last && all.endsWith('\uFFFD') ? all.slice(0, all.length - 1) : all;
-        if (!stable.startsWith(emitted)) { emitted = stable; return ''; }
-        const delta = stable.slice(emitted.length);
-        emitted = stable;
-        return delta;
+        if ((!last && now.endsWith('\uFFFD')) || now.length <= before.length || !now.startsWith(before)) return '';
+        prefix = read;
+        read = ids.length;
+        return now.slice(before.length);
       },
       get text() { return self.decode(ids, opts); },
     };
