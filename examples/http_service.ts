@@ -11,14 +11,13 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-import { loadModel } from '../src/index.js';
+import { loadModel, VIDEOTHINKER_VIDEO_OPTIONS } from '../src/index.js';
 
 const [dir, portArg] = process.argv.slice(2);
 if (!dir) {
   console.error('usage: http_service.ts CHECKPOINT_DIR [PORT]');
   process.exit(2);
 }
-const VIDEO_OPTIONS = { fps: 2, minFrames: 4, maxFrames: 16, maxPixels: 196 * 28 * 28 };
 
 const model = await loadModel(dir);
 let queue: Promise<unknown> = Promise.resolve();
@@ -48,7 +47,7 @@ const server = createServer(async (req, res) => {
     if (ac.signal.aborted) return;
     // generate() validates n, temperature and maxNewTokens: a bad value becomes an error event
     for await (const e of model.generateStream({
-      video: q.video as string, prompt: q.question as string, videoOptions: VIDEO_OPTIONS, signal: ac.signal,
+      video: q.video as string, prompt: q.question as string, videoOptions: VIDEOTHINKER_VIDEO_OPTIONS, signal: ac.signal,
       n: (q.n ?? 1) as number, temperature: (q.temperature ?? 0) as number, maxNewTokens: (q.maxNewTokens ?? 256) as number,
     })) {
       res.write(`data: ${JSON.stringify({ sample: e.sample, text: e.text ?? '', done: e.finishReason ?? null })}\n\n`);

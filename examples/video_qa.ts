@@ -7,7 +7,7 @@
 // ffmpeg (from the system) decodes the file; frames are sampled at 2 fps (4 to 16 of them) at up to
 // 196*28*28 pixels each, as in VideoThinker's training. The answer streams to stdout as it is
 // generated; every decoding step runs on native threads, so the event loop stays free.
-import { loadModel } from '../src/index.js';
+import { loadModel, VIDEOTHINKER_VIDEO_OPTIONS } from '../src/index.js';
 
 const [dir, video, question, maxArg] = process.argv.slice(2);
 if (!dir || !video || !question) {
@@ -15,12 +15,11 @@ if (!dir || !video || !question) {
   process.exit(2);
 }
 
-const VIDEO_OPTIONS = { fps: 2, minFrames: 4, maxFrames: 16, maxPixels: 196 * 28 * 28 };
 
 const model = await loadModel(dir);
 try {
   for await (const e of model.generateStream({
-    video, prompt: question, videoOptions: VIDEO_OPTIONS, maxNewTokens: Number(maxArg ?? 512), temperature: 0,
+    video, prompt: question, videoOptions: VIDEOTHINKER_VIDEO_OPTIONS, maxNewTokens: Number(maxArg ?? 512), temperature: 0,
   })) {
     process.stdout.write(e.text ?? '');
   }

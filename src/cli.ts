@@ -2,7 +2,7 @@
 // The `videothinker` command.
 import { parseArgs } from 'node:util';
 
-import { backend, loadModel, matmul, setNumThreads, Tensor } from './index.js';
+import { backend, loadModel, matmul, setNumThreads, Tensor, VIDEOTHINKER_VIDEO_OPTIONS as VT_VIDEO } from './index.js';
 
 const HELP = `videothinker: train and run small video-reasoning models with CDPO, on native kernels.
 
@@ -110,8 +110,8 @@ async function main(argv: string[]): Promise<number> {
           prompt: question, signal: ac.signal, n,
           maxNewTokens: num('max-new-tokens', values['max-new-tokens'], 512), temperature: num('temperature', values.temperature, 0),
           topP: num('top-p', values['top-p']), topK: num('top-k', values['top-k']), seed: num('seed', values.seed),
-          videoOptions: { fps: num('fps', values.fps, 2), minFrames: num('min-frames', values['min-frames'], 4),
-            maxFrames: num('max-frames', values['max-frames'], 16), maxPixels: num('max-pixels', values['max-pixels'], 196 * 28 * 28) },
+          videoOptions: { fps: num('fps', values.fps, VT_VIDEO.fps), minFrames: num('min-frames', values['min-frames'], VT_VIDEO.minFrames),
+            maxFrames: num('max-frames', values['max-frames'], VT_VIDEO.maxFrames), maxPixels: num('max-pixels', values['max-pixels'], VT_VIDEO.maxPixels) },
           ...(values.video !== undefined ? { video: values.video } : {}),
           ...(values.system !== undefined ? { system: values.system } : {}),
         };

@@ -16,6 +16,6 @@ export { loadModel, QwenModel, KVCache, qwenConfigFromHF, generate, generateStre
 export { readSafetensors, writeSafetensors, readCheckpointWeights, MAX_HEADER_BYTES } from './model/safetensors.js';
 export type { SafetensorsFile } from './model/safetensors.js';
 export { loadCheckpoint } from './model/checkpoint.js';
-export { QwenProcessor, smartResize, videoPixelBounds, processorConfigFromHF, decodeVideo, decodeImage, probeVideo, planFrames, type ProcessorConfig, type RGBFrame, type RGBImage, type VisionInputs, type VideoInputs, type ImageOptions, type VideoOptions, type DecodeOptions, type DecodedVideo, type VideoProbe, type SampleOptions } from './model/index.js';
+export { QwenProcessor, smartResize, videoPixelBounds, processorConfigFromHF, VIDEOTHINKER_VIDEO_OPTIONS, decodeVideo, decodeImage, probeVideo, planFrames, type ProcessorConfig, type RGBFrame, type RGBImage, type VisionInputs, type VideoInputs, type ImageOptions, type VideoOptions, type DecodeOptions, type DecodedVideo, type VideoProbe, type SampleOptions } from './model/index.js';
 export { QwenTokenizer, DEFAULT_CHAT_TEMPLATE, preparePrompt, type ChatMessage, type ChatContent, type TokenizerFiles, type ChatRequest, type PreparedPrompt, type VideoSource, type ImageSource } from './model/index.js';
 export type { Checkpoint } from './model/checkpoint.js';

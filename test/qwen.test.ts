@@ -12,7 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { generate, generateStream, sampleToken, samplerRng } from '../src/model/generate.js';
-import { loadModel, preparePrompt, QwenTokenizer } from '../src/model/index.js';
+import { loadModel, preparePrompt, QwenTokenizer, VIDEOTHINKER_VIDEO_OPTIONS } from '../src/model/index.js';
 import { QwenProcessor } from '../src/model/processor.js';
 import { writeSafetensors } from '../src/model/safetensors.js';
 import { QwenModel, qwenConfigFromHF, windowIndex, type GridThw } from '../src/model/qwen.js';
@@ -507,7 +507,7 @@ test('generate({ video: file }): a video file decoded by ffmpeg answers like its
     assert.equal(byFile[0]!.logprobs, byPixels[0]!.logprobs);
     await rejectsLike(m.generate({ images: [path.join(dir, 'missing.png')], prompt: 'x' }), Error, /missing\.png/);
     // the README's example and HTTP service, run as a user would, answer what generate() answers
-    const exOpts = { fps: 2, minFrames: 4, maxFrames: 16, maxPixels: 196 * 28 * 28 };
+    const exOpts = VIDEOTHINKER_VIDEO_OPTIONS;
     const q = 'What happens in this clip?';
     const [want] = await m.generate({ video: file, prompt: q, videoOptions: exOpts, maxNewTokens: 8, temperature: 0 });
     const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -1,11 +1,12 @@
 // A Hugging Face checkpoint folder: config.json and the safetensors weights (model.safetensors,
 // or shards listed by model.safetensors.index.json), memory-mapped and kept in their stored dtype.
 // A folder with only these loads; loadModel (index.ts) adds the tokenizer and the processor.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 import { typeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
+import { findChatTemplate, readJson } from './files.js';
 import { readCheckpointWeights } from './safetensors.js';
 
 export interface Checkpoint {
@@ -23,14 +24,6 @@ export interface Checkpoint {
   dispose(): void;
 }
 
-function readJson(file: string): unknown {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new RangeError(`Invalid ${file}: ${(e as Error).message}`);
-  }
-}
-
 /** Loads config.json and the weights of a checkpoint folder (synchronous: the data is mapped, not read). */
 export function loadCheckpoint(dir: string): Checkpoint {
   if (typeof dir !== 'string' || dir === '') throw typeError('dir', 'a checkpoint folder path', dir);
@@ -38,13 +31,7 @@ export function loadCheckpoint(dir: string): Checkpoint {
   if (!existsSync(cfg)) throw new RangeError(`Expected ${cfg}: a Hugging Face checkpoint folder has config.json and *.safetensors`);
   const config = readJson(cfg);
   const w = readCheckpointWeights(dir);
-  let chatTemplate: string | undefined;
-  for (const f of ['chat_template.json', 'tokenizer_config.json']) {
-    const p = path.join(dir, f);
-    if (!existsSync(p)) continue;
-    const t = (readJson(p) as { chat_template?: unknown }).chat_template;
-    if (typeof t === 'string') { chatTemplate = t; break; }
-  }
+  const chatTemplate = findChatTemplate(dir);
   const ck: Checkpoint = { dir, config, weights: w.tensors, metadata: w.metadata, dispose: w.dispose };
   if (chatTemplate !== undefined) ck.chatTemplate = chatTemplate;
   return ck;

@@ -112,42 +112,42 @@ export async function preparePrompt(cfg: QwenConfig, tokenizer: QwenTokenizer, p
   if (media.length > 0 && !processor) throw new TypeError('Expected a processor for images / videos (QwenProcessor) but received none');
   const text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
   const ids = tokenizer.encode(text);
+  const sig = r.signal ? { signal: r.signal } : {};
   const owned: Tensor[] = [];
   try {
-    const img: { t: Tensor[]; grid: GridThw[]; tokens: number[] } = { t: [], grid: [], tokens: [] };
-    const vid: { t: Tensor[]; grid: GridThw[]; tokens: number[]; sec: number[] } = { t: [], grid: [], tokens: [], sec: [] };
+    // Images: files decoded first, then one processor call (each image resized on its own).
+    const imageSrc = media.flatMap((m) => (m.type === 'image' ? [m.src] : []));
+    const frames: RGBFrame[] = [];
+    for (const src of imageSrc) frames.push(typeof src === 'string' ? await decodeImage(src, sig) : src);
+    const img = frames.length ? processor!.images(frames, r.imageOptions) : null;
+    if (img) owned.push(img.pixelValues);
+    const vids = [];
     for (const m of media) {
+      if (m.type !== 'video') continue;
       r.signal?.throwIfAborted();
-      if (m.type === 'image') {
-        const frame = typeof m.src === 'string' ? await decodeImage(m.src, r.signal ? { signal: r.signal } : {}) : m.src;
-        const x = processor!.image(frame, r.imageOptions);
-        owned.push(x.pixelValues);
-        img.t.push(x.pixelValues); img.grid.push(...x.gridThw); img.tokens.push(...x.tokens);
-      } else {
-        const x = await processor!.video(m.src, { ...r.videoOptions, ...(typeof m.src === 'string' && r.signal ? { signal: r.signal } : {}) });
-        owned.push(x.pixelValues);
-        vid.t.push(x.pixelValues); vid.grid.push(...x.gridThw); vid.tokens.push(...x.tokens); vid.sec.push(...x.secondPerGridTs);
-      }
+      const x = await processor!.video(m.src, { ...r.videoOptions, ...sig });
+      owned.push(x.pixelValues);
+      vids.push(x);
     }
     // Expand each placeholder id to its item's tokens, in order.
-    let ii = 0, vi = 0, total = 0;
-    for (const id of ids) total += id === cfg.imageTokenId ? (img.tokens[ii++] ?? 1) : id === cfg.videoTokenId ? (vid.tokens[vi++] ?? 1) : 1;
-    if (ii !== img.tokens.length || vi !== vid.tokens.length) {
-      throw new RangeError(`The chat template wrote ${ii} image and ${vi} video placeholders for ${img.tokens.length} images and ${vid.tokens.length} videos ` +
+    const imageTokens = img?.tokens ?? [], videoTokens = vids.flatMap((x) => x.tokens);
+    const expanded: number[] = [];
+    let ii = 0, vi = 0;
+    for (const id of ids) {
+      const n = id === cfg.imageTokenId ? imageTokens[ii++] : id === cfg.videoTokenId ? videoTokens[vi++] : 1;
+      for (let k = 0; k < (n ?? 1); k++) expanded.push(id);
+    }
+    if (ii !== imageTokens.length || vi !== videoTokens.length) {
+      throw new RangeError(`The chat template wrote ${ii} image and ${vi} video placeholders for ${imageTokens.length} images and ${videoTokens.length} videos ` +
         `(image token ${cfg.imageTokenId}, video token ${cfg.videoTokenId}: do the tokenizer and config.json agree?)`);
     }
-    const inputIds = new Int32Array(total);
-    ii = 0; vi = 0;
-    let o = 0;
-    for (const id of ids) {
-      const n = id === cfg.imageTokenId ? img.tokens[ii++]! : id === cfg.videoTokenId ? vid.tokens[vi++]! : 1;
-      inputIds.fill(id, o, o + n);
-      o += n;
+    const out: PreparedPrompt = { text, inputIds: Int32Array.from(expanded), dispose: () => { out.pixelValues?.dispose(); out.pixelValuesVideos?.dispose(); } };
+    if (img) { out.pixelValues = img.pixelValues; out.imageGridThw = img.gridThw; }
+    if (vids.length) {
+      out.pixelValuesVideos = concat(vids.map((x) => x.pixelValues));
+      out.videoGridThw = vids.flatMap((x) => x.gridThw);
+      out.secondPerGridTs = vids.flatMap((x) => x.secondPerGridTs);
     }
-    const out: PreparedPrompt = { text, inputIds, dispose: () => { out.pixelValues?.dispose(); out.pixelValuesVideos?.dispose(); } };
-    owned.length = 0;
-    if (img.t.length) { out.pixelValues = concat(img.t); out.imageGridThw = img.grid; }
-    if (vid.t.length) { out.pixelValuesVideos = concat(vid.t); out.videoGridThw = vid.grid; out.secondPerGridTs = vid.sec; }
     return out;
   } catch (e) {
     for (const t of owned) t.dispose();

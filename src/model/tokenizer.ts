@@ -2,13 +2,14 @@
 // (Jinja, through @huggingface/jinja): text <-> token ids, the special tokens the model needs
 // (vision start/end, image and video pads, end of turn), and a streaming decoder that never cuts a
 // multi-byte character in half.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 
 import { checkBoolean, checkOptions, typeError } from '../errors.js';
+import { findChatTemplate, readJson } from './files.js';
 
 /** One part of a message's content (Hugging Face chat format). */
 export type ChatContent =
@@ -43,13 +44,8 @@ export const DEFAULT_CHAT_TEMPLATE = [
 
 type Json = Record<string, unknown>;
 
-function readJson(file: string): Json {
-  let v: unknown;
-  try {
-    v = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new RangeError(`Invalid ${file}: ${(e as Error).message}`);
-  }
+function readObject(file: string): Json {
+  const v = readJson(file);
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new RangeError(`Invalid ${file}: expected a JSON object`);
   return v as Json;
 }
@@ -128,13 +124,11 @@ export class QwenTokenizer {
     if (typeof dir !== 'string' || dir === '') throw typeError('dir', 'a checkpoint folder path', dir);
     const file = (f: string) => path.join(dir, f);
     if (!existsSync(file('tokenizer.json'))) return undefined;
-    const files: TokenizerFiles = { tokenizer: readJson(file('tokenizer.json')) };
-    if (existsSync(file('tokenizer_config.json'))) files.config = readJson(file('tokenizer_config.json'));
-    if (existsSync(file('chat_template.json'))) {
-      const t = readJson(file('chat_template.json')).chat_template;
-      if (typeof t === 'string') files.chatTemplate = t;
-    }
-    if (existsSync(file('generation_config.json'))) files.generationConfig = readJson(file('generation_config.json'));
+    const files: TokenizerFiles = { tokenizer: readObject(file('tokenizer.json')) };
+    if (existsSync(file('tokenizer_config.json'))) files.config = readObject(file('tokenizer_config.json'));
+    const chatTemplate = findChatTemplate(dir);
+    if (chatTemplate !== undefined) files.chatTemplate = chatTemplate;
+    if (existsSync(file('generation_config.json'))) files.generationConfig = readObject(file('generation_config.json'));
     return new QwenTokenizer(files);
   }
 

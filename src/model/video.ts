@@ -20,6 +20,9 @@ export const FRAME_FACTOR = 2;
 /** Sampling defaults of qwen-vl-utils (Qwen2.5-VL): 2 fps, 4 to 768 frames. */
 export const VIDEO_SAMPLING_DEFAULTS = Object.freeze({ fps: 2, minFrames: 4, maxFrames: 768 });
 
+/** VideoThinker's training setting (cdpo.md): 2 fps, 4 to 16 frames, at most 196*28*28 pixels each. */
+export const VIDEOTHINKER_VIDEO_OPTIONS = Object.freeze({ fps: 2, minFrames: 4, maxFrames: 16, maxPixels: 196 * 28 * 28 });
+
 export interface SampleOptions {
   /** Frames per second to sample (default 2). Ignored when `nframes` is given. */
   fps?: number;
