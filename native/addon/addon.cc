@@ -4,7 +4,7 @@
 #include "../core/peak.h"
 #include "../core/simd.h"
 #include "../core/storage.h"
-#include "../cuda/cuda_api.h"
+#include "../core/cuda_api.h"
 #include "napi_util.h"
 
 // Build systems pass bare tokens (quotes do not survive every generator): stringify here.

@@ -1,6 +1,6 @@
 // matmul(a, b, out|null, transA, transB, impl, async): 2-D f32, C = op(A) op(B).
 #include "../core/gemm.h"
-#include "../cuda/cuda_api.h"
+#include "../core/cuda_api.h"
 #include "napi_util.h"
 
 namespace vt {

@@ -5,7 +5,7 @@
 #include "../core/convert.h"
 #include "../core/parallel.h"
 #include "../core/random.h"
-#include "../cuda/cuda_api.h"
+#include "../core/cuda_api.h"
 #include "napi_util.h"
 
 namespace vt {

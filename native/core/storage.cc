@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <new>
 
-#include "../cuda/cuda_api.h"
+#include "cuda_api.h"
 
 namespace vt {
 

@@ -16,87 +16,17 @@
 #include "../core/parallel.h"
 #include "../core/simd.h"
 #include "../core/storage.h"
-#include "../kernels/flash.h"
+#include "../core/vec.h"
+#include "../kernels/attention/attention.h"
 
 namespace vt {
 namespace qwen {
 
+
 namespace {
-inline float load1(const void* w, DType dt, int64_t i) {
-  if (dt == DType::BF16) return bf16_to_f32(static_cast<const uint16_t*>(w)[i]);
-  if (dt == DType::F16) return f16_to_f32(static_cast<const uint16_t*>(w)[i]);
-  return static_cast<const float*>(w)[i];
-}
-inline const void* row_ptr(const void* w, DType dt, int64_t n, int64_t K) {
-  return static_cast<const char*>(w) + n * K * int64_t(dtype_size(dt));
-}
-}  // namespace
-
-// ---- scalar paths ----------------------------------------------------------------------------
-void gemv_rows_scalar(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt, int64_t K,
-                      int64_t n0, int64_t n1) {
-  for (int64_t n = n0; n < n1; n++) {
-    const void* wr = row_ptr(w, wdt, n, K);
-    for (int64_t t = 0; t < T; t++) {
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int64_t i = 0;
-      for (; i + 8 <= K; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] += load1(wr, wdt, i + l) * x[t * ldx + i + l];
-      float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-      for (; i < K; i++) s += load1(wr, wdt, i) * x[t * ldx + i];
-      y[t * ldy + n] = s;
-    }
-  }
-}
-void widen_rows_scalar(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1) {
-  for (int64_t n = n0; n < n1; n++) {
-    const void* wr = row_ptr(w, wdt, n, K);
-    for (int64_t i = 0; i < K; i++) dst[(n - n0) * K + i] = load1(wr, wdt, i);
-  }
-}
-float dot_scalar(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-void axpy_scalar(float* y, float a, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
-}
-double sumsq_scalar(const float* x, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; i++) s += double(x[i]) * x[i];
-  return s;
-}
-
-// ---- dispatch --------------------------------------------------------------------------------
-namespace {
-void gemv_rows(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt, int64_t K,
-               int64_t n0, int64_t n1) {
-  if (cpu().use_avx512) gemv_rows_avx512(y, ldy, x, ldx, T, w, wdt, K, n0, n1);
-  else if (cpu().use_avx2) gemv_rows_avx2(y, ldy, x, ldx, T, w, wdt, K, n0, n1);
-  else gemv_rows_scalar(y, ldy, x, ldx, T, w, wdt, K, n0, n1);
-}
-void widen_rows(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1) {
-  if (cpu().use_avx512) widen_rows_avx512(dst, w, wdt, K, n0, n1);
-  else if (cpu().use_avx2) widen_rows_avx2(dst, w, wdt, K, n0, n1);
-  else widen_rows_scalar(dst, w, wdt, K, n0, n1);
-}
-float dot(const float* a, const float* b, int64_t n) {
-  return cpu().use_avx512 ? dot_avx512(a, b, n) : cpu().use_avx2 ? dot_avx2(a, b, n) : dot_scalar(a, b, n);
-}
-void axpy(float* y, float a, const float* x, int64_t n) {
-  if (cpu().use_avx512) axpy_avx512(y, a, x, n);
-  else if (cpu().use_avx2) axpy_avx2(y, a, x, n);
-  else axpy_scalar(y, a, x, n);
-}
-double sumsq(const float* x, int64_t n) {
-  return cpu().use_avx512 ? sumsq_avx512(x, n) : cpu().use_avx2 ? sumsq_avx2(x, n) : sumsq_scalar(x, n);
-}
-
+inline float dot(const float* a, const float* b, int64_t n) { return vec_dot(a, b, n); }
+inline void axpy(float* y, float a, const float* x, int64_t n) { vec_axpy(y, a, x, n); }
+inline double sumsq(const float* x, int64_t n) { return vec_sumsq(x, n); }
 // Up to this many rows the weights are streamed once through the GEMV (decode and short
 // prompts); beyond it, blocks of 64 weight rows are widened to f32 and multiplied by the
 // builtin GEMM, whose FLOP rate then dominates the one-time widening.
@@ -126,7 +56,7 @@ void linear(float* y, const float* x, const void* w, DType wdt, const void* b, D
   }
   if (b) {
     std::vector<float> bb(static_cast<size_t>(N));
-    for (int64_t n = 0; n < N; n++) bb[static_cast<size_t>(n)] = load1(b, bdt, n);
+    for (int64_t n = 0; n < N; n++) bb[static_cast<size_t>(n)] = load_f32(b, bdt, n);
     parallel_for(T, 64, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; t++)
         for (int64_t n = 0; n < N; n++) y[t * N + n] += bb[static_cast<size_t>(n)];
@@ -136,7 +66,7 @@ void linear(float* y, const float* x, const void* w, DType wdt, const void* b, D
 
 void rms_norm(float* y, const float* x, const void* w, DType wdt, float eps, int64_t T, int64_t C) {
   std::vector<float> ww(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; c++) ww[static_cast<size_t>(c)] = load1(w, wdt, c);
+  for (int64_t c = 0; c < C; c++) ww[static_cast<size_t>(c)] = load_f32(w, wdt, c);
   parallel_for(T, 16, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
       const float* xr = x + t * C;
@@ -312,7 +242,7 @@ void linear_part(float* y, const float* x, const void* w, DType wdt, const void*
   }
   if (b && n0 < n1)
     for (int64_t t = 0; t < T; t++)
-      for (int64_t n = n0; n < n1; n++) y[t * N + n] += load1(b, bdt, n);
+      for (int64_t n = n0; n < n1; n++) y[t * N + n] += load_f32(b, bdt, n);
 }
 
 void rms_norm_rows(float* y, const float* x, const void* w, DType wdt, float eps, int64_t t0, int64_t t1, int64_t C) {
@@ -320,7 +250,7 @@ void rms_norm_rows(float* y, const float* x, const void* w, DType wdt, float eps
     const float* xr = x + t * C;
     float* yr = y + t * C;
     const float r = float(1.0 / std::sqrt(sumsq(xr, C) / double(C) + double(eps)));
-    for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] * r) * load1(w, wdt, c);
+    for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] * r) * load_f32(w, wdt, c);
   }
 }
 

@@ -53,25 +53,5 @@ struct DecoderDims {
 void decoder_layers(float* x, const DecoderLayerW* layers, int64_t nlayers, const DecoderDims& d, const int32_t* pos,
                     const uint8_t* key_ok, const float* inv_freq, const int32_t* sections);
 
-// ISA variants of the hot loops (dispatch in qwen_ops.cc).
-void gemv_rows_scalar(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt, int64_t K,
-                      int64_t n0, int64_t n1);
-void gemv_rows_avx2(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt, int64_t K,
-                    int64_t n0, int64_t n1);
-void gemv_rows_avx512(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt, int64_t K,
-                      int64_t n0, int64_t n1);
-void widen_rows_scalar(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1);
-void widen_rows_avx2(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1);
-void widen_rows_avx512(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1);
-float dot_scalar(const float* a, const float* b, int64_t n);
-float dot_avx2(const float* a, const float* b, int64_t n);
-float dot_avx512(const float* a, const float* b, int64_t n);
-void axpy_scalar(float* y, float a, const float* x, int64_t n);
-void axpy_avx2(float* y, float a, const float* x, int64_t n);
-void axpy_avx512(float* y, float a, const float* x, int64_t n);
-double sumsq_scalar(const float* x, int64_t n);
-double sumsq_avx2(const float* x, int64_t n);
-double sumsq_avx512(const float* x, int64_t n);
-
 }  // namespace qwen
 }  // namespace vt
