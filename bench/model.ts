@@ -4,8 +4,8 @@
 // GB/s of weights read per token and its fraction of the measured DRAM bandwidth (the memory
 // bound); the 'scalar' rows are the same code at the scalar SIMD level, the naive baseline.
 import { backend, memoryStats, resetPeakMemory, setSimdLevel } from '../src/backend.js';
-import { QwenProcessor } from '../src/model/processor.js';
-import { QwenModel, type QwenConfig } from '../src/model/qwen.js';
+import { QwenProcessor } from '../src/inputs/processor.js';
+import { QwenModel, type QwenConfig } from '../src/index.js';
 import { Tensor } from '../src/tensor.js';
 import { compare, record, time, type Ctx } from './util.js';
 
@@ -88,7 +88,7 @@ async function decoder(ctx: Ctx): Promise<void> {
 async function vision(ctx: Ctx): Promise<void> {
   const V = { depth: 8, hiddenSize: 256, numHeads: 4, intermediateSize: 640, outHiddenSize: 896, patchSize: 14, temporalPatchSize: 2,
     spatialMergeSize: 2, windowSize: 112, fullattBlockIndexes: [3, 7], tokensPerSecond: 2, inChannels: 3 };
-  const cfg: QwenConfig = { ...DEC, numLayers: 0, vision: V };
+  const cfg: QwenConfig = { ...DEC, numLayers: 0, vocabSize: 16, vision: V };
   const w = new Map<string, Tensor>();
   let seed = 100;
   const add = (name: string, shape: number[], std: number, mean = 0) => w.set(name, Tensor.randn(shape, { seed: seed++, std, mean, dtype: 'bf16' }));

@@ -12,10 +12,10 @@ export { gatherLogprobs, gatherLogprobsSync, gatherLogprobsBackward, gatherLogpr
 export type { Targets, GatherOptions, GatherBackwardOptions, LogprobsResult, LinearLogprobsOptions, LinearBackwardOptions,
   LinearBackwardResult, LinearTile } from './kernels/gather.js';
 export { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, linearCdpo, linearCdpoSync, type AdvantageScale, type CdpoInputs, type CdpoLossArgs, type CdpoLossResult, type CdpoLossType, type CdpoMetrics, type CdpoOptions, type GroupAdvantagesOptions, type ImportanceSampling, type LinearCdpoArgs, type LinearCdpoResult } from './kernels/cdpo.js';
-export { loadModel, QwenModel, KVCache, qwenConfigFromHF, generate, generateStream, type QwenConfig, type QwenVisionConfig, type QwenInputs, type QwenOutputs, type GridThw, type GenerateOptions, type GeneratedSample, type GenerateEvent } from './model/index.js';
-export { readSafetensors, writeSafetensors, readCheckpointWeights, MAX_HEADER_BYTES } from './model/safetensors.js';
-export type { SafetensorsFile } from './model/safetensors.js';
-export { loadCheckpoint } from './model/checkpoint.js';
-export { QwenProcessor, smartResize, videoPixelBounds, processorConfigFromHF, VIDEOTHINKER_VIDEO_OPTIONS, decodeVideo, decodeImage, probeVideo, planFrames, type ProcessorConfig, type RGBFrame, type RGBImage, type VisionInputs, type VideoInputs, type ImageOptions, type VideoOptions, type DecodeOptions, type DecodedVideo, type VideoProbe, type SampleOptions } from './model/index.js';
-export { QwenTokenizer, DEFAULT_CHAT_TEMPLATE, preparePrompt, type ChatMessage, type ChatContent, type TokenizerFiles, type ChatRequest, type PreparedPrompt, type VideoSource, type ImageSource } from './model/index.js';
-export type { Checkpoint } from './model/checkpoint.js';
+export { QwenNetwork, QwenOutputs, DEFAULT_LORA_TARGETS, KVCache, qwenConfigFromHF, canonicalName, parameterShapes, ropeIndex, windowIndex, visionPositions,
+  loadCheckpoint, readSafetensors, writeSafetensors, readCheckpointWeights, MAX_HEADER_BYTES } from './model/index.js';
+export type { QwenInputs, BackwardOptions, NetworkOptions, TrainOptions, LoraOptions, QwenConfig, QwenVisionConfig, LinearModule, GridThw, Checkpoint,
+  SafetensorsFile } from './model/index.js';
+export { QwenModel, loadModel, generate, generateStream, sampleToken, samplerRng } from './infer/index.js';
+export type { LoadOptions, GenerateOptions, GeneratedSample, GenerateEvent, ChatNetwork } from './infer/index.js';
+export * from './inputs/index.js';

@@ -14,8 +14,8 @@ import * as assert from 'uvu/assert';
 import {
   DEFAULT_PROCESSOR_CONFIG, processorConfigFromHF, QwenProcessor, resizeBicubic, smartResize, videoPixelBounds,
   type ProcessorConfig, type RGBImage,
-} from '../src/model/processor.js';
-import { decodeVideo, planFrames, probeVideo, sampleFrameIndices, smartNframes, type SampleOptions } from '../src/model/video.js';
+} from '../src/inputs/processor.js';
+import { decodeVideo, planFrames, probeVideo, sampleFrameIndices, smartNframes, type SampleOptions } from '../src/inputs/video.js';
 import { Tensor } from '../src/tensor.js';
 import { assertRel, rejectsLike, rng, throwsLike } from './helpers.js';
 

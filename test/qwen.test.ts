@@ -11,11 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { generate, generateStream, sampleToken, samplerRng } from '../src/model/generate.js';
-import { loadModel, preparePrompt, QwenTokenizer, VIDEOTHINKER_VIDEO_OPTIONS } from '../src/model/index.js';
-import { QwenProcessor } from '../src/model/processor.js';
+import { generate, generateStream, sampleToken, samplerRng } from '../src/infer/generate.js';
+import { loadModel, preparePrompt, QwenTokenizer, VIDEOTHINKER_VIDEO_OPTIONS } from '../src/index.js';
+import { QwenProcessor } from '../src/inputs/processor.js';
 import { writeSafetensors } from '../src/model/safetensors.js';
-import { QwenModel, qwenConfigFromHF, windowIndex, type GridThw } from '../src/model/qwen.js';
+import { QwenModel, qwenConfigFromHF, windowIndex, type GridThw } from '../src/index.js';
 import { Tensor } from '../src/tensor.js';
 import { tinyTokenizer } from './fixtures.js';
 import { assertRel, randomF32, rejectsLike, relErr } from './helpers.js';

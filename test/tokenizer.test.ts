@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { DEFAULT_CHAT_TEMPLATE, QwenTokenizer } from '../src/model/tokenizer.js';
+import { DEFAULT_CHAT_TEMPLATE, QwenTokenizer } from '../src/inputs/tokenizer.js';
 import { bpeReference, SPECIAL, tinyTokenizer } from './fixtures.js';
 import { throwsLike } from './helpers.js';
 

@@ -229,6 +229,8 @@ void throw_js(Napi::Env env, const std::exception& e) {
       Napi::TypeError::New(env, a->what()).ThrowAsJavaScriptException();
     else
       Napi::RangeError::New(env, a->what()).ThrowAsJavaScriptException();
+  } else if (dynamic_cast<const std::invalid_argument*>(&e)) {
+    Napi::RangeError::New(env, e.what()).ThrowAsJavaScriptException();
   } else if (dynamic_cast<const std::bad_alloc*>(&e)) {
     Napi::RangeError::New(env, "Out of memory: the native allocation failed").ThrowAsJavaScriptException();
   } else {
@@ -249,6 +251,9 @@ class JobWorker : public Napi::AsyncWorker {
       exec_();
     } catch (const ArgError& e) {
       kind_ = e.kind == ArgError::Type ? 1 : 2;
+      SetError(e.what());
+    } catch (const std::invalid_argument& e) {
+      kind_ = 2;
       SetError(e.what());
     } catch (const std::bad_alloc&) {
       kind_ = 2;

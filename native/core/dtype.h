@@ -34,4 +34,12 @@ inline const char* dtype_name(DType t) {
 
 inline bool dtype_valid(int32_t code) { return code >= 0 && code < kNumDTypes; }
 
+// A read-only weight in its stored dtype (f32, bf16 or f16): kernels widen it as they read.
+// A null data pointer means "absent" (no bias, no norm weight).
+struct WeightRef {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  explicit operator bool() const { return data != nullptr; }
+};
+
 }  // namespace vt

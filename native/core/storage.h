@@ -61,6 +61,15 @@ class ScratchBuffer {
     p_ = nullptr;
     n_ = 0;
   }
+  // Exchanges the buffers (ownership moves with them).
+  void swap(ScratchBuffer& o) noexcept {
+    T* p = p_;
+    p_ = o.p_;
+    o.p_ = p;
+    const size_t n = n_;
+    n_ = o.n_;
+    o.n_ = n;
+  }
   T* data() const { return p_; }
   size_t size() const { return n_; }
   T& operator[](size_t i) const { return p_[i]; }

@@ -6,7 +6,7 @@ import path from 'node:path';
 
 import { typeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { findChatTemplate, readJson } from './files.js';
+import { findChatTemplate, readJson } from '../files.js';
 import { readCheckpointWeights } from './safetensors.js';
 
 export interface Checkpoint {

@@ -22,6 +22,11 @@ struct AttnArgs {
 
 // out [Tq, Hq, D]; lse [Tq, Hq] (natural log; -inf for a query that sees no key, whose out is 0).
 void attention_forward_cpu(const AttnArgs& a, float* out, float* lse);
+// Rows form for short query runs (decode): items [i0, i1) of (query row, head), item = row * Hq +
+// head, on the calling thread (a team member); the same semantics as the tiled forward. scratch
+// holds attention_rows_scratch(a) floats. lse may be null.
+void attention_forward_rows(const AttnArgs& a, float* out, float* lse, int64_t i0, int64_t i1, float* scratch);
+int64_t attention_rows_scratch(const AttnArgs& a);
 // dq like q, dk and dv like k and v (all written).
 void attention_backward_cpu(const AttnArgs& a, const float* out, const float* lse, const float* dout, float* dq, float* dk,
                             float* dv);

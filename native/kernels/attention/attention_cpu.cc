@@ -9,6 +9,7 @@
 #include "../../core/parallel.h"
 #include "../../core/simd.h"
 #include "../../core/storage.h"
+#include "../../core/vec.h"
 #include "attention.h"
 #include "attention_kern.h"
 #include "attention_math.h"
@@ -385,6 +386,42 @@ void attention_backward_cpu(const AttnArgs& a, const float* out, const float* ls
       }
     }
   });
+}
+
+int64_t attention_rows_scratch(const AttnArgs& a) {
+  int64_t m = 1;
+  for (int64_t b = 0; b < a.B; b++) m = std::max<int64_t>(m, a.cu_k[b + 1] - a.cu_k[b]);
+  return m;
+}
+
+// Scores of one (query, head) item against its visible keys, then one softmax pass: with a
+// handful of query rows there is no tile to amortise the packing that the tiled path does.
+void attention_forward_rows(const AttnArgs& a, float* out, float* lse, int64_t i0, int64_t i1, float* p) {
+  const int64_t group = a.Hq / a.Hkv, D = a.D, ldq = a.Hq * D, ldk = a.Hkv * D;
+  for (int64_t item = i0; item < i1; item++) {
+    const int64_t i = item / a.Hq, h = item % a.Hq, hk = h / group;
+    const int64_t s = std::upper_bound(a.cu_q, a.cu_q + a.B + 1, int32_t(i)) - a.cu_q - 1;
+    const int64_t lq = a.cu_q[s + 1] - a.cu_q[s], k0 = a.cu_k[s], lk = a.cu_k[s + 1] - k0;
+    const int64_t kend = visible_keys(i - a.cu_q[s], lq, lk, a.causal);
+    const float* qr = a.q + i * ldq + h * D;
+    float* o = out + i * ldq + h * D;
+    std::fill(o, o + D, 0.0f);
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < kend; j++) {
+      p[j] = vec_dot(qr, a.k + (k0 + j) * ldk + hk * D, D) * a.scale;
+      mx = std::max(mx, p[j]);
+    }
+    OnlineRow r{-INFINITY, 0.0f};
+    online_rescale(r, mx);
+    for (int64_t j = 0; j < kend; j++) {
+      p[j] = online_weight(r, p[j]);
+      r.l += p[j];
+    }
+    if (lse) lse[i * a.Hq + h] = online_lse(r);
+    if (r.l == 0.0f) continue;
+    const float inv = 1.0f / r.l;
+    for (int64_t j = 0; j < kend; j++) vec_axpy(o, p[j] * inv, a.v + (k0 + j) * ldk + hk * D, D);
+  }
 }
 
 }  // namespace vt

@@ -19,7 +19,7 @@ import path from 'node:path';
 
 import { checkInteger, checkNumber, checkOptions, rangeError, typeError } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import type { GridThw } from './qwen.js';
+import type { GridThw } from '../model/positions.js';
 import { decodeVideo, FRAME_FACTOR, planFrames, type RGBImage, type SampleOptions, type ToolOptions } from './video.js';
 
 export type { RGBImage } from './video.js';

@@ -4,8 +4,15 @@
 // forward step is a native job, so the event loop stays free while tokens are produced.
 import { checkInteger, checkNumber, checkOptions, typeError } from '../errors.js';
 import { Tensor } from '../tensor.js';
-import { preparePrompt, type ChatRequest, type PreparedPrompt } from './prompt.js';
-import type { GridThw, KVCache, QwenModel } from './qwen.js';
+import { preparePrompt, type ChatRequest, type PreparedPrompt } from '../inputs/prompt.js';
+import type { QwenProcessor } from '../inputs/processor.js';
+import type { QwenTokenizer } from '../inputs/tokenizer.js';
+import type { KVCache } from '../model/cache.js';
+import type { GridThw } from '../model/positions.js';
+import type { QwenNetwork } from '../model/qwen.js';
+
+/** A network with what a question needs: the checkpoint's tokenizer and processor (QwenModel). */
+export type ChatNetwork = QwenNetwork & { tokenizer?: QwenTokenizer; processor?: QwenProcessor };
 
 /**
  * Either the low-level inputs (inputIds and the processor's pixel tensors) or a question: `prompt`
@@ -118,7 +125,7 @@ export function sampleToken(logits: Float32Array, s: Sampling, rand: () => numbe
 }
 
 /** The sampling options, checked (before any prompt work, so a bad one fails at once). */
-function sampling(model: QwenModel, o: GenerateOptions) {
+function sampling(model: ChatNetwork, o: GenerateOptions) {
   const maxNewTokens = checkInteger('maxNewTokens', o.maxNewTokens ?? 64, 1);
   const temperature = checkNumber('temperature', o.temperature ?? 1, 0);
   const topP = checkNumber('topP', o.topP ?? 1, 0, 1, { exclusiveMin: true });
@@ -142,7 +149,7 @@ function promptIds(o: GenerateOptions): Int32Array {
  * Streams the tokens of `n` samples of one prompt as they are produced (all samples advance one
  * token per step). The prompt is run once; its cache is copied to the n rows.
  */
-export async function* generateStream(model: QwenModel, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
+export async function* generateStream(model: ChatNetwork, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
   checkOptions('options', opts);
   const signal = opts.signal;
   const s = sampling(model, opts);
@@ -164,7 +171,7 @@ export async function* generateStream(model: QwenModel, opts: GenerateOptions): 
   }
 }
 
-async function* stream(model: QwenModel, o: ReturnType<typeof sampling> & { ids: Int32Array }, opts: GenerateOptions,
+async function* stream(model: ChatNetwork, o: ReturnType<typeof sampling> & { ids: Int32Array }, opts: GenerateOptions,
   signal: AbortSignal | undefined): AsyncGenerator<GenerateEvent, void, undefined> {
   const V = model.config.vocabSize;
   const decoders = model.tokenizer ? Array.from({ length: o.n }, () => model.tokenizer!.streamDecoder()) : null;
@@ -214,7 +221,7 @@ async function* stream(model: QwenModel, o: ReturnType<typeof sampling> & { ids:
 }
 
 /** Generates `n` samples of one prompt; resolves with each sample's tokens and log-probs. */
-export async function generate(model: QwenModel, opts: GenerateOptions): Promise<GeneratedSample[]> {
+export async function generate(model: ChatNetwork, opts: GenerateOptions): Promise<GeneratedSample[]> {
   const n = opts?.n ?? 1;
   const out: GeneratedSample[] = Array.from({ length: typeof n === 'number' && n > 0 ? n : 1 }, () => ({ tokens: [], logprobs: [], finishReason: 'length' as const }));
   for await (const e of generateStream(model, opts)) {

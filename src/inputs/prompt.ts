@@ -5,7 +5,8 @@
 import { typeError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import type { ImageOptions, QwenProcessor, RGBFrame, VideoOptions } from './processor.js';
-import type { GridThw, QwenConfig } from './qwen.js';
+import type { QwenConfig } from '../model/config.js';
+import type { GridThw } from '../model/positions.js';
 import { decodeImage } from './video.js';
 import { checkMessages, type ChatContent, type ChatMessage, type QwenTokenizer } from './tokenizer.js';
 

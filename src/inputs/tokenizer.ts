@@ -9,7 +9,7 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 
 import { checkBoolean, checkOptions, typeError } from '../errors.js';
-import { findChatTemplate, readJson } from './files.js';
+import { findChatTemplate, readJson } from '../files.js';
 
 /** One part of a message's content (Hugging Face chat format). */
 export type ChatContent =

@@ -1,0 +1,148 @@
+// Linear layer on the CPU (linear.h). The forward multiplies in blocks of output columns so that
+// a bf16/f16 weight is widened one block at a time (the widened block stays in cache for the
+// GEMM); the backward is two whole-matrix GEMMs (the weight gradient is f32 and so is the
+// master weight during training).
+#include <algorithm>
+#include <vector>
+
+#include "../core/gemm.h"
+#include "../core/parallel.h"
+#include "../core/vec.h"
+#include "linear.h"
+
+namespace vt {
+
+namespace {
+// y[t, n0:n1] += b[n0:n1]
+void add_bias_columns(float* y, WeightRef b, int64_t T, int64_t N, int64_t n0, int64_t n1) {
+  if (!b || n0 >= n1) return;
+  float bb[kLinearBlockN];
+  for (int64_t c0 = n0; c0 < n1; c0 += kLinearBlockN) {
+    const int64_t c1 = std::min(n1, c0 + kLinearBlockN);
+    for (int64_t n = c0; n < c1; n++) bb[n - c0] = load_f32(b.data, b.dtype, n);
+    for (int64_t t = 0; t < T; t++) {
+      float* yr = y + t * N;
+      for (int64_t n = c0; n < c1; n++) yr[n] += bb[n - c0];
+    }
+  }
+}
+
+// Columns [n0, n1) of y: the GEMV for short inputs, else blocks of kLinearBlockN weight rows
+// through the serial builtin GEMM (an f32 weight is read in place, others widened first).
+void forward_columns(float* y, const float* x, WeightRef w, WeightRef b, int64_t T, int64_t K, int64_t N, int64_t n0,
+                     int64_t n1, ScratchBuffer<float>& ws) {
+  if (n0 >= n1) return;
+  if (T <= kLinearGemvRows) {
+    gemv_rows(y, N, x, K, T, w.data, w.dtype, K, n0, n1);
+  } else {
+    const bool f32 = w.dtype == DType::F32;
+    if (!f32 && ws.size() < size_t(kLinearBlockN * K)) ws.reset(size_t(kLinearBlockN * K));
+    for (int64_t c0 = n0; c0 < n1; c0 += kLinearBlockN) {
+      const int64_t c1 = std::min(n1, c0 + kLinearBlockN);
+      const float* wb = static_cast<const float*>(w.data) + c0 * K;
+      if (!f32) {
+        widen_rows(ws.data(), w.data, w.dtype, K, c0, c1);
+        wb = ws.data();
+      }
+      sgemm_serial(false, true, T, c1 - c0, K, 1.0f, x, K, wb, K, 0.0f, y + c0, N);
+    }
+  }
+  add_bias_columns(y, b, T, N, n0, n1);
+}
+}  // namespace
+
+void linear_part_columns(int64_t T, int64_t N, int tid, int nth, int64_t& n0, int64_t& n1) {
+  // The GEMV splits in 16-column units (one AVX-512 vector of outputs); the GEMM path in whole
+  // blocks so that no block is widened twice.
+  split_range(N, tid, nth, T <= kLinearGemvRows ? 16 : kLinearBlockN, n0, n1);
+}
+
+void linear_forward_part(float* y, const float* x, WeightRef w, WeightRef b, int64_t T, int64_t K, int64_t N, int tid,
+                         int nth, ScratchBuffer<float>& ws) {
+  if (T <= 0 || N <= 0) return;
+  int64_t n0, n1;
+  linear_part_columns(T, N, tid, nth, n0, n1);
+  forward_columns(y, x, w, b, T, K, N, n0, n1, ws);
+}
+
+void linear_forward_cpu(float* y, const float* x, WeightRef w, WeightRef b, int64_t T, int64_t K, int64_t N) {
+  if (T <= 0 || N <= 0) return;
+  const int nth = std::max(num_threads(), 1);
+  std::vector<ScratchBuffer<float>> ws(static_cast<size_t>(nth));
+  if (T <= kLinearGemvRows) {
+    parallel_run(nth, [&](int tid, int n) { linear_forward_part(y, x, w, b, T, K, N, tid, n, ws[size_t(tid)]); });
+    return;
+  }
+  // Blocks handed out dynamically: threads that finish early take more.
+  const int64_t nblocks = (N + kLinearBlockN - 1) / kLinearBlockN;
+  parallel_chunks(nblocks, 1, [&](int64_t b0, int64_t b1, int tid) {
+    forward_columns(y, x, w, b, T, K, N, b0 * kLinearBlockN, std::min(N, b1 * kLinearBlockN), ws[size_t(tid)]);
+  });
+}
+
+void linear_backward_cpu(float* dx, float* dw, float* db, const float* dy, const float* x, WeightRef w, int64_t T,
+                         int64_t K, int64_t N, bool accumulate_dx) {
+  if (T <= 0 || N <= 0 || K <= 0) return;
+  if (dx) {
+    const float beta = accumulate_dx ? 1.0f : 0.0f;
+    if (w.dtype == DType::F32) {
+      sgemm(false, false, T, K, N, 1.0f, dy, N, static_cast<const float*>(w.data), K, beta, dx, K);
+    } else {
+      // A frozen bf16/f16 weight (LoRA, frozen towers): widened once for this call.
+      ScratchBuffer<float> wf(size_t(N * K));
+      parallel_for(N, 64, [&](int64_t n0, int64_t n1) { widen_rows(wf.data() + n0 * K, w.data, w.dtype, K, n0, n1); });
+      sgemm(false, false, T, K, N, 1.0f, dy, N, wf.data(), K, beta, dx, K);
+    }
+  }
+  if (dw) sgemm(true, false, N, K, T, 1.0f, dy, N, x, K, 1.0f, dw, K);
+  if (db) {
+    // Column sums in double, columns split over threads (each owns its columns: no reduction).
+    parallel_for(N, 256, [&](int64_t n0, int64_t n1) {
+      std::vector<double> acc(size_t(n1 - n0), 0.0);
+      for (int64_t t = 0; t < T; t++) {
+        const float* r = dy + t * N;
+        for (int64_t n = n0; n < n1; n++) acc[size_t(n - n0)] += r[n];
+      }
+      for (int64_t n = n0; n < n1; n++) db[n] += float(acc[size_t(n - n0)]);
+    });
+  }
+}
+
+void lora_down_rows(float* t, const float* x, const float* A, int64_t K, int64_t r, int64_t t0, int64_t t1) {
+  for (int64_t i = t0; i < t1; i++)
+    for (int64_t j = 0; j < r; j++) t[i * r + j] = vec_dot(x + i * K, A + j * K, K);
+}
+
+void lora_up_columns(float* y, const float* t, const float* B, float scale, int64_t T, int64_t N, int64_t r,
+                     int64_t n0, int64_t n1) {
+  for (int64_t i = 0; i < T; i++) {
+    const float* ti = t + i * r;
+    float* yi = y + i * N;
+    for (int64_t n = n0; n < n1; n++) {
+      float s = 0.0f;
+      for (int64_t j = 0; j < r; j++) s += ti[j] * B[n * r + j];
+      yi[n] += scale * s;
+    }
+  }
+}
+
+void lora_forward_cpu(float* y, float* t, const float* x, const float* A, const float* B, float scale, int64_t T,
+                      int64_t K, int64_t N, int64_t r) {
+  if (T <= 0 || r <= 0) return;
+  // t = x A^T and y += scale t B^T as GEMMs: at rank 16 and hundreds of rows these are real
+  // matrix products, not the per-row loops of the decode path.
+  sgemm(false, true, T, r, K, 1.0f, x, K, A, K, 0.0f, t, r);
+  sgemm(false, true, T, N, r, scale, t, r, B, r, 1.0f, y, N);
+}
+
+void lora_backward_cpu(float* dx, float* dA, float* dB, const float* dy, const float* x, const float* t, const float* A,
+                       const float* B, float scale, int64_t T, int64_t K, int64_t N, int64_t r, float* ws) {
+  if (T <= 0 || r <= 0) return;
+  if (dB) sgemm(true, false, N, r, T, scale, dy, N, t, r, 1.0f, dB, r);
+  if (!dA && !dx) return;
+  sgemm(false, false, T, r, N, scale, dy, N, B, r, 0.0f, ws, r);  // u = scale dy B
+  if (dA) sgemm(true, false, r, K, T, 1.0f, ws, r, x, K, 1.0f, dA, K);
+  if (dx) sgemm(false, false, T, K, r, 1.0f, ws, r, A, K, 1.0f, dx, K);
+}
+
+}  // namespace vt
