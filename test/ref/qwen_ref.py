@@ -7,6 +7,22 @@ get_rope_index, and attention uses explicit masks.
 
 Usage: python3 qwen_ref.py DIR. DIR/case.json holds the config, weight and input descriptions;
 tensors are raw little-endian files in DIR. Writes DIR/out_<name>.bin (float64) and DIR/out.json.
+
+Optional case.json fields:
+  "lora": {"rank": r, "alpha": a, "weights": {"<module>.lora_A.weight": spec ([r, in]),
+           "<module>.lora_B.weight": spec ([out, r])}}: the module's weight becomes
+           W + (alpha / r) * B @ A (its bias is unchanged), in plain and gradient cases alike.
+  "d_hidden": spec (float32 [B, L, C]) and/or "d_logits": spec (float32 [B, L, V]): autograd
+           through the whole network (vision tower included) of
+           S = sum(hidden * d_hidden) + sum(logits * d_logits) (each term only if given), with every
+           weight (LoRA tensors included) a float64 leaf. Writes DIR/grad_<name>.bin (float64, the
+           weight's shape, C order; zeros for weights S does not depend on) and lists them in
+           out.json under "grads": {name: shape}.
+A spec is {"file", "dtype", "shape"}. Padding rows of hidden/logits are well defined here (their
+attention output is zero) but unspecified in the implementation under test: give zeros there.
+With tie_word_embeddings and no lm_head.weight the head is the embedding table, so its gradient
+sums both uses; rows at image/video token positions are replaced by vision embeddings and get no
+gradient through those positions.
 """
 import json
 import os
@@ -198,17 +214,35 @@ def decoder(W, cfg, x, pos, mask):
     return rms(x, W["model.norm.weight"], eps)
 
 
-def main():
-    d = sys.argv[1]
-    case = json.load(open(os.path.join(d, "case.json")))
-    cfg = case["config"]
-    W = {k: load(d, s).to(D64) for k, s in case["weights"].items()}
-    inp = {k: load(d, s) for k, s in case["inputs"].items()}
+def with_lora(W, lora, factors):
+    """The weights as the network sees them: each adapted module's W + (alpha / r) * B @ A.
+
+    Formed out of place so that autograd reaches the base weight and both factors."""
+    if not factors:
+        return W
+    scale = lora["alpha"] / lora["rank"]
+    W = dict(W)
+    mods = sorted({k[: -len(".lora_A.weight")] for k in factors if k.endswith(".lora_A.weight")} |
+                  {k[: -len(".lora_B.weight")] for k in factors if k.endswith(".lora_B.weight")})
+    for m in mods:
+        a, b, w = factors.get(m + ".lora_A.weight"), factors.get(m + ".lora_B.weight"), W.get(m + ".weight")
+        if a is None or b is None or w is None:
+            raise ValueError(f"LoRA module {m} needs lora_A, lora_B and {m}.weight")
+        delta = b @ a
+        if a.shape[0] != lora["rank"] or delta.numel() != w.numel() or delta.shape[0] != w.shape[0]:
+            raise ValueError(f"LoRA {m}: A {list(a.shape)}, B {list(b.shape)} do not fit rank "
+                             f"{lora['rank']} and weight {list(w.shape)}")
+        W[m + ".weight"] = w + scale * delta.reshape(w.shape)
+    return W
+
+
+def network(cfg, W, inp, igrid, vgrid, spg):
+    """Every output the test compares, and the rope deltas; W holds the effective weights."""
     ids = inp["input_ids"].long()
     mask = inp["attention_mask"].long() if "attention_mask" in inp else torch.ones_like(ids)
-    igrid = case.get("image_grid_thw") or []
-    vgrid = case.get("video_grid_thw") or []
     out = {}
+    # Indexing makes a copy, so the vision rows below overwrite the copy, never the table: the
+    # table then gets no gradient through image/video positions, as in the model.
     x = W["model.embed_tokens.weight"][ids]
     if "pixel_values" in inp:
         e = vision(W, cfg["vision_config"], inp["pixel_values"].to(D64), igrid)
@@ -218,15 +252,54 @@ def main():
         e = vision(W, cfg["vision_config"], inp["pixel_values_videos"].to(D64), vgrid)
         out["video_embeds"] = e
         x[ids == cfg["video_token_id"]] = e
-    pos, deltas = rope_index(cfg, ids, mask, igrid, vgrid, case.get("second_per_grid_ts"))
+    pos, deltas = rope_index(cfg, ids, mask, igrid, vgrid, spg)
     out["position_ids"] = pos.to(D64)
     hidden = decoder(W, cfg, x, pos, mask)
     out["hidden"] = hidden
     lm = W["lm_head.weight"] if "lm_head.weight" in W else W["model.embed_tokens.weight"]
     out["logits"] = hidden @ lm.T
+    return out, deltas
+
+
+def objective(out, cot):
+    """S = sum(hidden * d_hidden) + sum(logits * d_logits): its gradient is the vector-Jacobian
+    product the implementation's backward pass computes for those upstream gradients."""
+    s = 0
+    for k in ("hidden", "logits"):
+        if k in cot:
+            s = s + (out[k] * cot[k]).sum()
+    return s
+
+
+def main():
+    d = sys.argv[1]
+    case = json.load(open(os.path.join(d, "case.json")))
+    cfg = case["config"]
+    cot = {k[2:]: load(d, case[k]).to(D64) for k in ("d_hidden", "d_logits") if k in case}
+    grad = bool(cot)
+    # Autograd only where gradients are asked for: plain forward cases stay fast.
+    torch.set_grad_enabled(grad)
+    leaves = {k: load(d, s).to(D64) for k, s in case["weights"].items()}
+    lora = case.get("lora")
+    factors = {k: load(d, s).to(D64) for k, s in lora["weights"].items()} if lora else {}
+    leaves.update(factors)
+    if grad:
+        for t in leaves.values():
+            t.requires_grad_(True)
+    W = with_lora({k: leaves[k] for k in case["weights"]}, lora, factors)
+    inp = {k: load(d, s) for k, s in case["inputs"].items()}
+    out, deltas = network(cfg, W, inp, case.get("image_grid_thw") or [], case.get("video_grid_thw") or [],
+                          case.get("second_per_grid_ts"))
     meta = {"deltas": deltas, "shapes": {}}
+    if grad:
+        objective(out, cot).backward()
+        meta["grads"] = {}
+        for k, t in leaves.items():
+            g = t.grad if t.grad is not None else torch.zeros_like(t)
+            g.detach().contiguous().numpy().astype(np.float64).tofile(os.path.join(d, f"grad_{k}.bin"))
+            meta["grads"][k] = list(t.shape)
     for k, v in out.items():
-        v.contiguous().numpy().astype(np.float64).tofile(os.path.join(d, f"out_{k}.bin"))
+        v.detach().contiguous().numpy().astype(np.float64).tofile(os.path.join(d, f"out_{k}.bin"))
         meta["shapes"][k] = list(v.shape)
     json.dump(meta, open(os.path.join(d, "out.json"), "w"))
 
