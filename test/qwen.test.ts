@@ -4,7 +4,7 @@
 // one prompt, and a left-padded text-only batch; KV-cache decoding against full recompute; bf16
 // weights; input errors.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,165 +15,16 @@ import { generate, generateStream, sampleToken, samplerRng } from '../src/infer/
 import { loadModel, preparePrompt, QwenTokenizer, VIDEOTHINKER_VIDEO_OPTIONS } from '../src/index.js';
 import { QwenProcessor } from '../src/inputs/processor.js';
 import { writeSafetensors } from '../src/model/safetensors.js';
-import { QwenModel, qwenConfigFromHF, windowIndex, type GridThw } from '../src/index.js';
+import { QwenModel, qwenConfigFromHF, windowIndex } from '../src/index.js';
 import { Tensor } from '../src/tensor.js';
 import { tinyTokenizer } from './fixtures.js';
 import { assertRel, randomF32, rejectsLike, relErr } from './helpers.js';
-
-const PY = process.env.VT_PYTHON ?? '/usr/bin/python3';
-const REF = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ref', 'qwen_ref.py');
-const f32 = (t: Tensor) => t.data as Float32Array;
-
-const HF = {
-  architectures: ['Qwen2_5_VLForConditionalGeneration'],
-  hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 64,
-  vocab_size: 300, rms_norm_eps: 1e-6, rope_theta: 1000000, tie_word_embeddings: false,
-  rope_scaling: { type: 'mrope', mrope_section: [1, 2, 1] },
-  image_token_id: 290, video_token_id: 291, vision_start_token_id: 292, vision_end_token_id: 293,
-  vision_config: {
-    depth: 3, hidden_size: 32, num_heads: 2, intermediate_size: 48, out_hidden_size: 32, patch_size: 14,
-    temporal_patch_size: 2, spatial_merge_size: 2, window_size: 112, fullatt_block_indexes: [1], tokens_per_second: 2, in_channels: 3,
-  },
-};
-const VC = HF.vision_config;
-const PATCH = 3 * 2 * 14 * 14;
-
-/** Random weights with Hugging Face names and shapes (f32 values; stored as `dtype`). */
-function makeWeights(seed: number): Map<string, Float32Array> & { shapes: Map<string, number[]> } {
-  const m = new Map<string, Float32Array>() as Map<string, Float32Array> & { shapes: Map<string, number[]> };
-  m.shapes = new Map();
-  let s = seed;
-  const add = (name: string, shape: number[], scale: number, offset = 0) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const v = randomF32(n, s++, scale);
-    if (offset) for (let i = 0; i < n; i++) v[i]! += offset;
-    m.set(name, v); m.shapes.set(name, shape);
-  };
-  const C = HF.hidden_size, F = HF.intermediate_size, D = C / HF.num_attention_heads, KV = HF.num_key_value_heads * D;
-  add('model.embed_tokens.weight', [HF.vocab_size, C], 0.5);
-  for (let l = 0; l < HF.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`;
-    add(p + 'input_layernorm.weight', [C], 0.1, 1); add(p + 'post_attention_layernorm.weight', [C], 0.1, 1);
-    add(p + 'self_attn.q_proj.weight', [C, C], 0.2); add(p + 'self_attn.q_proj.bias', [C], 0.2);
-    add(p + 'self_attn.k_proj.weight', [KV, C], 0.2); add(p + 'self_attn.k_proj.bias', [KV], 0.2);
-    add(p + 'self_attn.v_proj.weight', [KV, C], 0.2); add(p + 'self_attn.v_proj.bias', [KV], 0.2);
-    add(p + 'self_attn.o_proj.weight', [C, C], 0.2);
-    add(p + 'mlp.gate_proj.weight', [F, C], 0.2); add(p + 'mlp.up_proj.weight', [F, C], 0.2); add(p + 'mlp.down_proj.weight', [C, F], 0.15);
-  }
-  add('model.norm.weight', [C], 0.1, 1);
-  add('lm_head.weight', [HF.vocab_size, C], 0.3);
-  const V = VC.hidden_size, VF = VC.intermediate_size;
-  add('visual.patch_embed.proj.weight', [V, 3, 2, 14, 14], 0.03);
-  for (let l = 0; l < VC.depth; l++) {
-    const p = `visual.blocks.${l}.`;
-    add(p + 'norm1.weight', [V], 0.1, 1); add(p + 'norm2.weight', [V], 0.1, 1);
-    add(p + 'attn.qkv.weight', [3 * V, V], 0.2); add(p + 'attn.qkv.bias', [3 * V], 0.2);
-    add(p + 'attn.proj.weight', [V, V], 0.2); add(p + 'attn.proj.bias', [V], 0.2);
-    add(p + 'mlp.gate_proj.weight', [VF, V], 0.2); add(p + 'mlp.gate_proj.bias', [VF], 0.2);
-    add(p + 'mlp.up_proj.weight', [VF, V], 0.2); add(p + 'mlp.up_proj.bias', [VF], 0.2);
-    add(p + 'mlp.down_proj.weight', [V, VF], 0.2); add(p + 'mlp.down_proj.bias', [V], 0.2);
-  }
-  add('visual.merger.ln_q.weight', [V], 0.1, 1);
-  add('visual.merger.mlp.0.weight', [4 * V, 4 * V], 0.1); add('visual.merger.mlp.0.bias', [4 * V], 0.1);
-  add('visual.merger.mlp.2.weight', [C, 4 * V], 0.1); add('visual.merger.mlp.2.bias', [C], 0.1);
-  return m;
-}
-
-function toModel(w: ReturnType<typeof makeWeights>, dtype: 'f32' | 'bf16' = 'f32'): { model: QwenModel; stored: Map<string, Float32Array> } {
-  const tensors = new Map<string, Tensor>();
-  const stored = new Map<string, Float32Array>();
-  for (const [k, v] of w) {
-    const t = Tensor.from(v, w.shapes.get(k)!, dtype);
-    tensors.set(k, t);
-    const b = t.to('f32'); stored.set(k, f32(b).slice()); b.dispose();
-  }
-  return { model: new QwenModel(qwenConfigFromHF(HF), tensors), stored };
-}
-
-interface Case {
-  ids: number[][];
-  mask?: number[][];
-  image?: { grid: GridThw[]; pixels: Float32Array };
-  video?: { grid: GridThw[]; pixels: Float32Array; spg?: number[] };
-}
-type RefOut = Record<string, Float64Array> & { deltas: number[] };
-
-function runRef(c: Case, weights: Map<string, Float32Array>, shapes: Map<string, number[]>): RefOut | null {
-  const dir = mkdtempSync(path.join(tmpdir(), 'vt-qwen-'));
-  try {
-    const spec: Record<string, { file: string; dtype: string; shape: number[] }> = {};
-    let i = 0;
-    const put = (a: Float32Array | Int32Array, shape: number[]) => {
-      const file = `t${i++}.bin`;
-      writeFileSync(path.join(dir, file), Buffer.from(a.buffer, a.byteOffset, a.byteLength));
-      return { file, dtype: a instanceof Float32Array ? '<f4' : '<i4', shape };
-    };
-    for (const [k, v] of weights) spec[k] = put(v, shapes.get(k)!);
-    const inputs: Record<string, ReturnType<typeof put>> = {};
-    const B = c.ids.length, L = c.ids[0]!.length;
-    inputs.input_ids = put(Int32Array.from(c.ids.flat()), [B, L]);
-    if (c.mask) inputs.attention_mask = put(Int32Array.from(c.mask.flat()), [B, L]);
-    if (c.image) inputs.pixel_values = put(c.image.pixels, [c.image.pixels.length / PATCH, PATCH]);
-    if (c.video) inputs.pixel_values_videos = put(c.video.pixels, [c.video.pixels.length / PATCH, PATCH]);
-    writeFileSync(path.join(dir, 'case.json'), JSON.stringify({
-      config: HF, weights: spec, inputs, image_grid_thw: c.image?.grid, video_grid_thw: c.video?.grid, second_per_grid_ts: c.video?.spg,
-    }));
-    const r = spawnSync(PY, [REF, dir], { encoding: 'utf8' });
-    if (r.status !== 0 || r.error) {
-      if (process.env.CI) assert.unreachable(`PyTorch (python3-torch) is required in CI: ${r.stderr || r.error}`);
-      console.warn(`  SKIPPED: PyTorch reference unavailable (${(r.stderr || String(r.error)).split('\n').slice(-2).join(' ')})`);
-      return null;
-    }
-    const meta = JSON.parse(readFileSync(path.join(dir, 'out.json'), 'utf8')) as { deltas: number[]; shapes: Record<string, number[]> };
-    const out = { deltas: meta.deltas } as RefOut;
-    for (const k of Object.keys(meta.shapes)) {
-      const b = readFileSync(path.join(dir, `out_${k}.bin`));
-      out[k] = new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-    }
-    return out;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** Rows of [B, L, X] where mask is 1 (padding positions are unspecified in both). */
-function keep(a: ArrayLike<number>, mask: number[][] | undefined, X: number): number[] {
-  if (!mask) return Array.from(a);
-  const out: number[] = [];
-  mask.flat().forEach((m, i) => { if (m) for (let x = 0; x < X; x++) out.push(a[i * X + x]!); });
-  return out;
-}
+import { CASES, f32, forwardCase, HF, makeWeights, PATCH, runRef, toModel, keep, VID, type Case } from './qwen_fixture.js';
 
 const W = makeWeights(100);
 const { model, stored } = toModel(W);
-const IMG = 290, VID = 291, VS = 292, VE = 293;
-const videoGrid: GridThw[] = [[2, 10, 6]]; // merged 5 x 3 per frame: windows of 4 x 4 do not divide it
-const imageGrid: GridThw[] = [[1, 4, 8]]; // merged 2 x 4: the reference pads a whole empty window column
-const videoPixels = randomF32(2 * 10 * 6 * PATCH, 7);
-const imagePixels = randomF32(1 * 4 * 8 * PATCH, 8);
-const CASES: Record<string, Case> = {
-  video: { ids: [[5, 6, VS, ...new Array<number>(30).fill(VID), VE, 7, 8]], video: { grid: videoGrid, pixels: videoPixels, spg: [1.5] } },
-  imageVideo: {
-    ids: [[1, VS, ...new Array<number>(8).fill(IMG), VE, 9, VS, ...new Array<number>(30).fill(VID), VE, 10, 11]],
-    image: { grid: imageGrid, pixels: imagePixels }, video: { grid: videoGrid, pixels: videoPixels },
-  },
-  // 11 tokens: the prompt path (fused attention kernel, rows as cache segments) with left padding.
-  paddedText: {
-    ids: [[0, 0, 0, 17, 18, 19, 20, 30, 31, 32, 33], [21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41]],
-    mask: [[0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]],
-  },
-};
-
 function ours(c: Case, m = model) {
-  return m.forwardSync({
-    inputIds: Tensor.from(Int32Array.from(c.ids.flat()), [c.ids.length, c.ids[0]!.length]),
-    attentionMask: c.mask ? Tensor.from(Int32Array.from(c.mask.flat()), [c.ids.length, c.ids[0]!.length]) : undefined,
-    pixelValues: c.image ? Tensor.from(c.image.pixels, [c.image.pixels.length / PATCH, PATCH]) : undefined,
-    imageGridThw: c.image?.grid,
-    pixelValuesVideos: c.video ? Tensor.from(c.video.pixels, [c.video.pixels.length / PATCH, PATCH]) : undefined,
-    videoGridThw: c.video?.grid,
-    secondPerGridTs: c.video?.spg,
-  });
+  return forwardCase(m, c);
 }
 
 for (const [name, c] of Object.entries(CASES)) {
