@@ -19,3 +19,7 @@ export { loadCheckpoint } from './model/checkpoint.js';
 export { QwenProcessor, smartResize, videoPixelBounds, processorConfigFromHF, VIDEOTHINKER_VIDEO_OPTIONS, decodeVideo, decodeImage, probeVideo, planFrames, type ProcessorConfig, type RGBFrame, type RGBImage, type VisionInputs, type VideoInputs, type ImageOptions, type VideoOptions, type DecodeOptions, type DecodedVideo, type VideoProbe, type SampleOptions } from './model/index.js';
 export { QwenTokenizer, DEFAULT_CHAT_TEMPLATE, preparePrompt, type ChatMessage, type ChatContent, type TokenizerFiles, type ChatRequest, type PreparedPrompt, type VideoSource, type ImageSource } from './model/index.js';
 export type { Checkpoint } from './model/checkpoint.js';
+export { synth, makeScene, makeQuestion, renderScene, raceOrder, checkScene, variantScene, splitTypes, synthVocabularyTexts, COLOURS, PALETTES, DEFAULT_SCENE, TEXT as SYNTH_TEXT, type SynthOptions, type SynthResult, type SynthRow, type SynthQuestion, type SynthSplitInfo, type Scene, type SceneObject, type SceneOptions, type QuestionType, type Colour } from './data/synth.js';
+export { buildWordTokenizer, writeTokenizerFiles, wordPieces, QWEN_SPECIAL_TOKENS, REASONING_TOKENS, WORD_PATTERN, type WordTokenizer } from './data/tokenizer.js';
+export { buildPrompt, PROMPT_SUFFIX, type PromptFields } from './data/prompt.js';
+export { accuracyReward, formatReward, extractAnswer, answerSet, asSolution } from './data/answers.js';
