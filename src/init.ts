@@ -171,6 +171,7 @@ function synthFrameArea(tokenizerFile: string): number | undefined {
 
 /** Writes a randomly initialised checkpoint folder (built beside `out`, then renamed into place). */
 export async function initModel(options: InitOptions): Promise<InitResult> {
+  if (options === undefined) throw typeError('options', 'an options object (with out)', options);
   const o = checkOptions('options', options);
   for (const k of Object.keys(o)) if (!INIT_KEYS.has(k)) throw rangeError(`options.${k}`, `no such option (known: ${[...INIT_KEYS].join(', ')})`, (o as unknown as Record<string, unknown>)[k]);
   const preset = checkOneOf('options.preset', o.preset ?? 'tiny', ['tiny', 'small']);

@@ -438,9 +438,10 @@ const CODECS: Record<'x264rgb' | 'ffv1', Codec> = {
 async function encodeChunk(dir: string, scenes: Scene[], first: number, codec: Codec, ffmpeg: string, signal: AbortSignal | undefined,
   onVideo: () => void): Promise<void> {
   const s0 = scenes[0]!;
-  const cuts = scenes.slice(1).map((_, i) => (i + 1) * s0.frames).join(',');
+  // A cut after each video; the last one lies past the end and so never opens an empty file.
+  const cuts = scenes.map((_, i) => (i + 1) * s0.frames).join(',');
   const args = ['-nostdin', '-v', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${s0.width}x${s0.height}`, '-r', String(s0.fps), '-i', 'pipe:0',
-    ...codec.args(s0.frames), '-f', 'segment', ...(cuts ? ['-segment_frames', cuts] : ['-segment_time', '1e9']), '-reset_timestamps', '1',
+    ...codec.args(s0.frames), '-f', 'segment', '-segment_frames', cuts, '-reset_timestamps', '1',
     '-segment_start_number', String(first), '-segment_format', codec.ext === 'mp4' ? 'mp4' : 'matroska', path.join(dir, `%06d.${codec.ext}`)];
   await new Promise<void>((resolve, reject) => {
     const child = spawn(ffmpeg, args, { stdio: ['pipe', 'ignore', 'pipe'] });
@@ -496,6 +497,7 @@ function resolveScene(o: Partial<SceneOptions>, base: SceneOptions, name: string
  * is built beside `out` and renamed into place when complete.
  */
 export async function synth(options: SynthOptions): Promise<SynthResult> {
+  if (options === undefined) throw typeError('options', 'an options object (with out)', options);
   const o = checkOptions('options', options);
   for (const k of Object.keys(o)) if (!SYNTH_KEYS.has(k)) throw rangeError(`options.${k}`, `no such option (known: ${[...SYNTH_KEYS].join(', ')})`, (o as unknown as Record<string, unknown>)[k]);
   if (typeof o.out !== 'string' || o.out === '') throw typeError('options.out', 'an output folder path', o.out);
@@ -569,6 +571,7 @@ export async function synth(options: SynthOptions): Promise<SynthResult> {
       let next = 0;
       const worker = async () => {
         while (next < jobs.length) {
+          o.signal?.throwIfAborted();
           const [a, b] = jobs[next++]!;
           await encodeChunk(vdir, scenes.slice(a, b), a, codec, ffmpeg, o.signal, tick);
         }
