@@ -19,3 +19,11 @@ export type { QwenInputs, BackwardOptions, NetworkOptions, TrainOptions, LoraOpt
 export { QwenModel, loadModel, generate, generateStream, sampleToken, samplerRng } from './infer/index.js';
 export type { LoadOptions, GenerateOptions, GeneratedSample, GenerateEvent, ChatNetwork } from './infer/index.js';
 export * from './inputs/index.js';
+export { synth, makeScene, makeQuestion, renderScene, raceOrder, checkScene, variantScene, splitTypes, synthVocabularyTexts, COLOURS, PALETTES, DEFAULT_SCENE, TEXT as SYNTH_TEXT, type SynthOptions, type SynthResult, type SynthRow, type SynthQuestion, type SynthSplitInfo, type Scene, type SceneObject, type SceneOptions, type QuestionType, type Colour } from './data/synth.js';
+export { buildWordTokenizer, writeTokenizerFiles, wordPieces, QWEN_SPECIAL_TOKENS, REASONING_TOKENS, WORD_PATTERN, type WordTokenizer } from './data/tokenizer.js';
+export { buildPrompt, PROMPT_SUFFIX, type PromptFields } from './data/prompt.js';
+export { accuracyReward, formatReward, extractAnswer, answerSet, asSolution } from './data/answers.js';
+export { readDataset, resolveMedia, rowSource, type DatasetRow, type LoadedRow, type DatasetSkips, type ReadDatasetOptions } from './data/dataset.js';
+export { evaluate, formatReport, writeReport, scoreItem, summarize, EVAL_VIDEO_OPTIONS, type EvalModel, type EvalRequest, type EvalSample, type EvaluateOptions, type EvalReport, type EvalItem, type GroupStats } from './data/evaluate.js';
+export { initModel, PRESETS, hfConfig, weightSpecs, type InitOptions, type InitResult, type ModelShape } from './init.js';
+export { decodeFrameBatch, type BatchSpec, type Frame } from './data/frames.js';

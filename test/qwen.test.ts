@@ -365,10 +365,10 @@ test('generate({ video: file }): a video file decoded by ffmpeg answers like its
     const ex = spawnSync(process.execPath, ['--import', 'tsx', 'examples/video_qa.ts', dir, file, q, '8'], { cwd: root, encoding: 'utf8' });
     assert.is(ex.status, 0, `video_qa.ts exits 0: ${ex.stderr}`);
     assert.is(ex.stdout, want!.text + '\n', 'video_qa.ts prints the answer');
-    const cli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'ask', dir, q, '--video', file, '--max-new-tokens', '8'], { cwd: root, encoding: 'utf8' });
+    const cli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'ask', dir, q, '--video', file, '--max-new-tokens', '8'], { cwd: root, encoding: 'utf8' });
     assert.is(cli.status, 0, `videothinker ask exits 0: ${cli.stderr}`);
     assert.is(cli.stdout, want!.text + '\n', 'videothinker ask prints the answer');
-    const badCli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'ask', dir, q, '--video', file, '--temperature', 'hot'], { cwd: root, encoding: 'utf8' });
+    const badCli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'ask', dir, q, '--video', file, '--temperature', 'hot'], { cwd: root, encoding: 'utf8' });
     assert.is(badCli.status, 1);
     assert.match(badCli.stderr, /TypeError: Expected a number for --temperature but received 'hot'/);
     const srv = spawn(process.execPath, ['--import', 'tsx', 'examples/http_service.ts', dir, '0'], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
