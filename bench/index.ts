@@ -15,6 +15,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   logprobs: () => import('./gather.js'),
   cdpo: () => import('./cdpo.js'),
   model: () => import('./model.js'),
+  train: () => import('./train.js'),
 };
 
 const args = process.argv.slice(2);
