@@ -30,8 +30,9 @@ void add_bias_columns(float* y, WeightRef b, int64_t T, int64_t N, int64_t n0, i
 // Columns [n0, n1) of y: the GEMV for short inputs; else the serial builtin GEMM over the whole
 // range when the weight is f32 (x is packed once per 3072 columns instead of once per 64-column
 // block: the forward of four 0.5B layers at 128 tokens went from 102 to 118 GFLOP/s), or, for a
-// bf16/f16 weight, blocks of kLinearWidenN rows widened first (256 rather than 64: prefill of
-// 64 tokens 121 -> 163 tokens/s on the same machine, other things equal).
+// bf16/f16 weight, blocks of kLinearWidenN rows widened first (256 rather than 64: x is packed
+// a quarter as often; the widened block, 256 x K floats, still fits in L2 for K up to 512 and
+// in L3 beyond).
 constexpr int64_t kLinearWidenN = 256;
 void forward_columns(float* y, const float* x, WeightRef w, WeightRef b, int64_t T, int64_t K, int64_t N, int64_t n0,
                      int64_t n1, ScratchBuffer<float>& ws) {
