@@ -27,3 +27,5 @@ export { readDataset, resolveMedia, rowSource, type DatasetRow, type LoadedRow, 
 export { evaluate, formatReport, writeReport, scoreItem, summarize, EVAL_VIDEO_OPTIONS, type EvalModel, type EvalRequest, type EvalSample, type EvaluateOptions, type EvalReport, type EvalItem, type GroupStats } from './data/evaluate.js';
 export { initModel, PRESETS, hfConfig, weightSpecs, type InitOptions, type InitResult, type ModelShape } from './init.js';
 export { decodeFrameBatch, type BatchSpec, type Frame } from './data/frames.js';
+export * from './train/index.js';
+export { saveCheckpoint, saveAdapter, readAdapter, configToHF, writeFolderAtomic, type SaveOptions } from './model/save.js';

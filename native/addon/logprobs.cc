@@ -211,7 +211,8 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
   StoragePtr dw;
   bool given = false;
   float* pdw = nullptr;
-  if (!info[7].IsNull() && !info[7].IsUndefined()) {
+  const bool skip = info[7].IsBoolean() && !info[7].As<Napi::Boolean>().Value();  // false: no weight gradient
+  if (!skip && !info[7].IsNull() && !info[7].IsUndefined()) {
     TensorArg g = mat(info[7], "dWeight", {DType::F32}, "[V, H]");
     if (g.shape[0] != V || g.shape[1] != H)
       throw_range("Expected dWeight of shape [" + std::to_string(V) + ", " + std::to_string(H) + "] but received " + g.shape_str());
@@ -219,7 +220,7 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
     dw = g.storage;
     pdw = g.ptr<float>();
     given = true;
-  } else {
+  } else if (!skip) {
     dw = storage_alloc(size_t(V) * size_t(H) * 4, device);
     pdw = static_cast<float*>(dw->data);
   }
@@ -247,7 +248,7 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
       [=](Napi::Env env) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
         o.Set("dHidden", wrap_storage(env, dh));
-        if (!given) o.Set("dWeight", wrap_storage(env, dw));
+        if (!given && dw) o.Set("dWeight", wrap_storage(env, dw));
         if (db) o.Set("dBias", wrap_storage(env, db));
         return o;
       });

@@ -8,9 +8,10 @@ import * as evalCmd from './eval.js';
 import * as info from './info.js';
 import * as init from './init.js';
 import * as synthCmd from './synth.js';
+import * as trainSft from './train-sft.js';
 
 interface Command { summary: string; help: string; run(argv: string[]): Promise<number> }
-const COMMANDS: Record<string, Command> = { info, check, ask, synth: synthCmd, init, eval: evalCmd };
+const COMMANDS: Record<string, Command> = { info, check, ask, synth: synthCmd, init, eval: evalCmd, 'train-sft': trainSft };
 
 const HELP = `videothinker: train and run small video-reasoning models with CDPO, on native kernels.
 
@@ -27,6 +28,8 @@ Usage:
                                         writes a randomly initialised Qwen2.5-VL checkpoint folder
   videothinker eval MODEL_DIR --data FILE [--out results.json]
                                         accuracy per question type and source, shortcut rate
+  videothinker train-sft --model DIR --data FILE --out DIR [options]
+                                        supervised fine-tuning (checkpoints, resume, LoRA)
   videothinker COMMAND --help           a command's options
   videothinker --version | --help
 

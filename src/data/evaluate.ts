@@ -260,7 +260,7 @@ export async function evaluate(model: EvalModel, opts: EvaluateOptions): Promise
 }
 
 /** The size, length and rate of a synthetic row's video (its `scene`), when it has one. */
-function sceneSpec(r: LoadedRow): (BatchSpec & { fps: number }) | undefined {
+export function sceneSpec(r: LoadedRow): (BatchSpec & { fps: number }) | undefined {
   const sc = r.row.scene as { frames?: unknown; width?: unknown; height?: unknown; fps?: unknown } | undefined;
   if (r.media?.type !== 'video' || !sc || typeof sc !== 'object') return undefined;
   const { frames, width, height, fps } = sc;

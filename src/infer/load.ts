@@ -10,6 +10,7 @@ import { QwenTokenizer } from '../inputs/tokenizer.js';
 import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import { qwenConfigFromHF } from '../model/config.js';
 import type { TrainOptions } from '../model/qwen.js';
+import { readAdapter, type AdapterInfo } from '../model/save.js';
 import { QwenModel } from './model.js';
 
 export interface LoadOptions {
@@ -19,6 +20,11 @@ export interface LoadOptions {
    * add LoRA adapters (then only they train) and choose activation recomputation.
    */
   train?: boolean | TrainOptions;
+  /**
+   * A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to load: the
+   * model gets its adapters (trainable, the rest frozen, unless `train` says more).
+   */
+  adapter?: string;
 }
 
 /**
@@ -33,7 +39,34 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Qw
   const ck = loadCheckpoint(dir);
   try {
     const config = qwenConfigFromHF(ck.config);
-    const model = await QwenModel.create(config, ck.weights, { ...(opts.train !== undefined ? { train: opts.train } : {}) }) as QwenModel & { checkpoint: Checkpoint };
+    let train = opts.train;
+    let adapter: AdapterInfo | undefined;
+    if (opts.adapter !== undefined) {
+      if (typeof opts.adapter !== 'string' || opts.adapter === '') throw typeError('adapter', 'a PEFT adapter folder path', opts.adapter);
+      adapter = readAdapter(opts.adapter);
+      // The modules the file adapts, by full name: the model gets adapters on exactly these.
+      const modules = [...new Set([...adapter.tensors.keys()].filter((k) => k.endsWith('.lora_A.weight')).map((k) => k.slice(0, -'.lora_A.weight'.length)))];
+      const base = typeof train === 'object' ? train : {};
+      train = { ...base, lora: { rank: adapter.rank, alpha: adapter.alpha, targets: modules } };
+    }
+    let model: QwenModel & { checkpoint: Checkpoint };
+    try {
+      model = await QwenModel.create(config, ck.weights, { ...(train !== undefined ? { train } : {}) }) as QwenModel & { checkpoint: Checkpoint };
+      if (adapter) {
+        const params = model.parameters();
+        for (const [name, t] of params) {
+          const src = adapter.tensors.get(name);
+          if (!src) throw new RangeError(`Expected ${name} in the adapter ${opts.adapter} but it is missing`);
+          if (src.shape.join() !== t.shape.join()) throw new RangeError(`Expected ${name} of shape [${t.shape.join(', ')}] in the adapter but received [${src.shape.join(', ')}]`);
+          const f = src.dtype === 'f32' ? src : src.to('f32');
+          (t.data as Float32Array).set(f.data as Float32Array);
+          if (f !== src) f.dispose();
+        }
+        for (const k of adapter.tensors.keys()) {
+          if (!params.has(k)) throw new RangeError(`The adapter ${opts.adapter} has ${k}, which this model has no parameter for (only the linear layers of both towers take LoRA here)`);
+        }
+      }
+    } finally { adapter?.dispose(); }
     model.checkpoint = ck;
     const tokenizer = QwenTokenizer.fromDir(dir);
     if (tokenizer) model.tokenizer = tokenizer;

@@ -3,7 +3,9 @@
 // layer adds them.
 import type { QwenProcessor } from '../inputs/processor.js';
 import type { QwenTokenizer } from '../inputs/tokenizer.js';
+import type { Checkpoint } from '../model/checkpoint.js';
 import { QwenNetwork } from '../model/qwen.js';
+import { saveCheckpoint, type SaveOptions } from '../model/save.js';
 import { generate, generateStream, type GenerateEvent, type GenerateOptions, type GeneratedSample } from './generate.js';
 
 export class QwenModel extends QwenNetwork {
@@ -11,6 +13,18 @@ export class QwenModel extends QwenNetwork {
   tokenizer?: QwenTokenizer;
   /** The image / video processor (loadModel: from preprocessor_config.json, or the defaults). */
   processor?: QwenProcessor;
+  /** The folder the model was loaded from (loadModel sets it). */
+  checkpoint?: Checkpoint;
+
+  /**
+   * Writes a Hugging Face checkpoint folder: config.json, model.safetensors (sharded with an index
+   * above maxShardBytes), and the source folder's tokenizer, chat template and processor files;
+   * built beside `dir` and renamed into place. LoRA adapters are saved with saveAdapter (or
+   * folded in first with mergeAdapter).
+   */
+  async save(dir: string, opts: SaveOptions = {}): Promise<void> {
+    saveCheckpoint(this, dir, opts, this.checkpoint?.dir);
+  }
 
   /**
    * Samples tokens for a prompt: token ids with pixel tensors, or a question (`prompt` /

@@ -15,7 +15,7 @@ declare module '../native.js' {
     linearLogprobs(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: TensorDesc | null, temperature: number,
       entropy: boolean, async: boolean, tileTokens?: number, tileVocab?: number): Handles | Promise<Handles>;
     linearLogprobsBackward(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: TensorDesc | null, temperature: number,
-      lse: TensorDesc, dLogprobs: TensorDesc, dWeight: TensorDesc | null, async: boolean, tileTokens: number | undefined, tileVocab: number | undefined, accumulate: boolean): BwdHandles | Promise<BwdHandles>;
+      lse: TensorDesc, dLogprobs: TensorDesc, dWeight: TensorDesc | null | false, async: boolean, tileTokens: number | undefined, tileVocab: number | undefined, accumulate: boolean): BwdHandles | Promise<BwdHandles>;
   }
 }
 
@@ -199,12 +199,14 @@ export interface LinearBackwardOptions {
   dWeight?: Tensor;
   /** With dWeight: add into it (true, the default) or overwrite it (false: a reused buffer, no zeroing needed). */
   accumulate?: boolean;
+  /** false: no weight gradient at all (a frozen LM head: LoRA, frozen layers); dWeight is then absent. */
+  weightGrad?: boolean;
 }
 
 export interface LinearBackwardResult {
   dHidden: Tensor;
-  /** f32 [V, H]: the given accumulator, or a new tensor. */
-  dWeight: Tensor;
+  /** f32 [V, H]: the given accumulator, or a new tensor; absent with weightGrad: false. */
+  dWeight?: Tensor;
   /** f32 [V] when a bias was given. */
   dBias?: Tensor;
 }
@@ -221,7 +223,9 @@ function prepLinearBwd(hidden: unknown, weight: unknown, targets: unknown, lse: 
       if (dW.shape[0] !== p.V || dW.shape[1] !== p.H) throw new RangeError(`Expected dWeight of shape [${p.V}, ${p.H}] but received [${dW.shape.join(', ')}]`);
     }
     const accumulate = o.accumulate === undefined ? true : checkBoolean('options.accumulate', o.accumulate);
-    return { ...p, l, d, dW, accumulate };
+    const weightGrad = o.weightGrad === undefined ? true : checkBoolean('options.weightGrad', o.weightGrad);
+    if (!weightGrad && dW) throw new TypeError('Expected no dWeight with weightGrad: false');
+    return { ...p, l, d, dW, accumulate, weightGrad };
   } catch (e) {
     if (p.tg.owned) p.tg.tensor.dispose();
     throw e;
@@ -229,7 +233,9 @@ function prepLinearBwd(hidden: unknown, weight: unknown, targets: unknown, lse: 
 }
 
 function wrapBwd(r: BwdHandles, p: ReturnType<typeof prepLinearBwd>): LinearBackwardResult {
-  const out: LinearBackwardResult = { dHidden: Tensor._wrap(r.dHidden, 'f32', [p.n, p.H]), dWeight: p.dW ?? Tensor._wrap(r.dWeight!, 'f32', [p.V, p.H]) };
+  const out: LinearBackwardResult = { dHidden: Tensor._wrap(r.dHidden, 'f32', [p.n, p.H]) };
+  if (p.dW) out.dWeight = p.dW;
+  else if (r.dWeight) out.dWeight = Tensor._wrap(r.dWeight, 'f32', [p.V, p.H]);
   if (r.dBias) out.dBias = Tensor._wrap(r.dBias, 'f32', [p.V]);
   return out;
 }
@@ -240,12 +246,12 @@ function wrapBwd(r: BwdHandles, p: ReturnType<typeof prepLinearBwd>): LinearBack
  */
 export async function linearLogprobsBackward(hidden: Tensor, weight: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: LinearBackwardOptions): Promise<LinearBackwardResult> {
   const p = prepLinearBwd(hidden, weight, targets, lse, dLogprobs, opts);
-  const r = await settle(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, true, ...p.tile, p.accumulate));
+  const r = await settle(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), (p.weightGrad ? p.dW?._desc('dWeight') ?? null : false), true, ...p.tile, p.accumulate));
   return wrapBwd(r, p);
 }
 
 /** The synchronous form of linearLogprobsBackward(). */
 export function linearLogprobsBackwardSync(hidden: Tensor, weight: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: LinearBackwardOptions): LinearBackwardResult {
   const p = prepLinearBwd(hidden, weight, targets, lse, dLogprobs, opts);
-  return wrapBwd(settleSync(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), p.dW?._desc('dWeight') ?? null, false, ...p.tile, p.accumulate) as BwdHandles), p);
+  return wrapBwd(settleSync(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), (p.weightGrad ? p.dW?._desc('dWeight') ?? null : false), false, ...p.tile, p.accumulate) as BwdHandles), p);
 }

@@ -10,6 +10,8 @@ import { Tensor } from '../tensor.js';
 import { KVCache } from './cache.js';
 import { canonicalName, parameterShapes, type QwenConfig } from './config.js';
 import { ropeIndex, toGrids, visionPositions, windowIndex, type GridThw } from './positions.js';
+import { saveAdapter } from './save.js';
+import { matmulSync } from '../kernels/matmul.js';
 
 /** Opaque handles of the native model and of a forward's saved activations. */
 interface ModelHandle { readonly ptr: unknown }
@@ -221,7 +223,10 @@ export class QwenNetwork {
     return this.#handle;
   }
 
-  /** The trainable parameters (f32 views on the master copy), by Hugging Face / PEFT name. Empty without `train`. */
+  /**
+   * The trainable parameters (f32 views on the master copy), by Hugging Face / PEFT name; empty
+   * without `train`. The tensors are the model's own: do not dispose them (model.dispose() does).
+   */
   parameters(): Map<string, Tensor> { return new Map(this.#params); }
   /** Their gradients (f32, same names and shapes); backward adds into them. */
   get grads(): Map<string, Tensor> { return new Map(this.#grads); }
@@ -467,6 +472,46 @@ export class QwenNetwork {
     native.modelBackward(this.#h(), p.state, p.dl, p.dh, false);
   }
 
+  /** Writes the LoRA adapters as a PEFT adapter folder (adapter_config.json + adapter_model.safetensors). */
+  saveAdapter(dir: string, baseModel = ''): void {
+    this.#h();
+    saveAdapter(this, dir, baseModel);
+  }
+
+  /**
+   * Folds every LoRA adapter into its base weight, W += (alpha / r) B A, rounded to W's dtype, and
+   * sets B to zero (the adapters then add nothing). The weights change in memory only (a mapped
+   * checkpoint is copy-on-write: its file is never written); model.save() then writes merged
+   * weights.
+   */
+  mergeAdapter(): void {
+    this.#h();
+    const lora = this.trainOptions.lora;
+    if (!lora) throw new TypeError('Expected a model with LoRA adapters to merge');
+    const scale = lora.alpha / lora.rank;
+    for (const [name, A] of this.#params) {
+      if (!name.endsWith('.lora_A.weight')) continue;
+      const mod = name.slice(0, -'.lora_A.weight'.length);
+      const B = this.#params.get(`${mod}.lora_B.weight`)!;
+      const W = this.weights.get(`${mod}.weight`)!;
+      const delta = matmulSync(B, A);
+      const d = delta.data as Float32Array;
+      if (W.dtype === 'f32') {
+        const w = W.data as Float32Array;
+        for (let i = 0; i < d.length; i++) w[i]! += scale * d[i]!;
+      } else {
+        const wide = W.to('f32');
+        const w = wide.data as Float32Array;
+        for (let i = 0; i < d.length; i++) w[i]! += scale * d[i]!;
+        const narrow = wide.to(W.dtype);
+        (W.data as Uint16Array).set(narrow.data as Uint16Array);
+        narrow.dispose(); wide.dispose();
+      }
+      delta.dispose();
+      (B.data as Float32Array).fill(0);
+    }
+  }
+
   /** Frees the native model (weights stay with their owner; parameter and gradient views are released). */
   dispose(): void {
     if (!this.#handle) return;
@@ -521,7 +566,7 @@ function prepare(cfg: QwenConfig, weights: Map<string, Tensor>, opts: NetworkOpt
   const modules: string[] = [];
   if (lora) {
     for (const m of linears) {
-      if (!lora.targets.some((t) => m.name.endsWith('.' + t))) continue;
+      if (!lora.targets.some((t) => m.name === t || m.name.endsWith('.' + t))) continue;
       if (freeze.some((p) => m.name.startsWith(p))) continue;
       modules.push(m.name);
       params.push({ name: `${m.name}.lora_A.weight`, t: null, shape: [lora.rank, m.in], trainable: true });

@@ -177,7 +177,7 @@ void linear_logprobs_backward_cuda(const LinearLogprobsArgs& a, const float* lse
   check(cudaSetDevice(device), "cudaSetDevice");
   if (a.N == 0) {
     if (!accumulate) {
-      cuda_memset(dweight, 0, size_t(a.V * a.H) * 4, device);
+      if (dweight) cuda_memset(dweight, 0, size_t(a.V * a.H) * 4, device);
       if (dbias) cuda_memset(dbias, 0, size_t(a.V) * 4, device);
     }
     return;
@@ -195,8 +195,9 @@ void linear_logprobs_backward_cuda(const LinearLogprobsArgs& a, const float* lse
       cuda_sgemm(false, true, m, n, a.H, 1.0f, a.hidden + t0 * a.H, a.H, w, a.H, 0.0f, tile.as<float>(), vc, device);
       row_grad_kernel<<<unsigned(m), kThreads>>>(tile.as<float>(), vc, n, v0, a.tgt + t0, scale, a.bias, lse + t0,
                                                  dlogp + t0, tile.as<float>(), vc);
-      cuda_sgemm(true, false, n, a.H, m, 1.0f, tile.as<float>(), vc, a.hidden + t0 * a.H, a.H, first ? 0.0f : 1.0f,
-                 dweight + v0 * a.H, a.H, device);
+      if (dweight)
+        cuda_sgemm(true, false, n, a.H, m, 1.0f, tile.as<float>(), vc, a.hidden + t0 * a.H, a.H, first ? 0.0f : 1.0f,
+                   dweight + v0 * a.H, a.H, device);
       if (dbias) colsum_kernel<<<grid(n, 256), 256>>>(tile.as<float>(), vc, m, n, dbias + v0, !first);
       cuda_sgemm(false, false, m, a.H, n, 1.0f, tile.as<float>(), vc, w, a.H, c == 0 ? 0.0f : 1.0f, dhidden + t0 * a.H,
                  a.H, device);

@@ -30,8 +30,8 @@ struct LinearLogprobsArgs {
 
 // logp, lse (N); ent (N) or null.
 void linear_logprobs_cpu(const LinearLogprobsArgs& a, float* logp, float* lse, float* ent);
-// dhidden (N, H) written; dweight (V, H) f32 written, or added to when accumulate; dbias (V)
-// likewise when not null.
+// dhidden (N, H) written; dweight (V, H) f32 written, or added to when accumulate (null: no weight
+// gradient, a frozen head); dbias (V) likewise when not null.
 void linear_logprobs_backward_cpu(const LinearLogprobsArgs& a, const float* lse, const float* dlogp, float* dhidden,
                                   float* dweight, float* dbias, bool accumulate);
 

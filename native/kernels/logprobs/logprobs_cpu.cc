@@ -183,7 +183,7 @@ void linear_logprobs_backward_cpu(const LinearLogprobsArgs& a, const float* lse,
                                   float* dweight, float* dbias, bool accumulate) {
   if (a.N == 0) {
     if (!accumulate) {
-      std::fill(dweight, dweight + a.V * a.H, 0.0f);
+      if (dweight) std::fill(dweight, dweight + a.V * a.H, 0.0f);
       if (dbias) std::fill(dbias, dbias + a.V, 0.0f);
     }
     return;
@@ -216,7 +216,8 @@ void linear_logprobs_backward_cpu(const LinearLogprobsArgs& a, const float* lse,
         }
       });
       // dW[v0:v0+n] (+)= dZ^T h ; db (+)= colsum dZ ; dH (+)= dZ W.
-      sgemm(true, false, n, a.H, nb, 1.0f, tl, p.vc, a.hidden + t0 * a.H, a.H, first ? 0.0f : 1.0f, dweight + v0 * a.H, a.H, kTileGemm);
+      if (dweight)
+        sgemm(true, false, n, a.H, nb, 1.0f, tl, p.vc, a.hidden + t0 * a.H, a.H, first ? 0.0f : 1.0f, dweight + v0 * a.H, a.H, kTileGemm);
       if (dbias) {
         parallel_for(n, 64, [&](int64_t j0, int64_t j1) {
           for (int64_t j = j0; j < j1; ++j) {

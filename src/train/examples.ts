@@ -1,0 +1,189 @@
+// Training examples from question rows (the Video-R1 / VideoThinker JSON format): the chat prompt
+// (question, options and the training suffix, the row's video or image) tokenized and processed
+// once, cached in memory, and batched. Synthetic videos of one size are decoded many to one
+// ffmpeg call (starting ffmpeg costs more than a tiny model's step).
+import { checkInteger, typeError } from '../errors.js';
+import { decodeFrameBatch, type Frame } from '../data/frames.js';
+import { sceneSpec } from '../data/evaluate.js';
+import { buildPrompt } from '../data/prompt.js';
+import type { LoadedRow } from '../data/dataset.js';
+import type { QwenModel } from '../infer/model.js';
+import { preparePrompt } from '../inputs/prompt.js';
+import type { VideoOptions } from '../inputs/processor.js';
+import { VIDEOTHINKER_VIDEO_OPTIONS } from '../inputs/video.js';
+import type { GridThw } from '../model/positions.js';
+import { Tensor } from '../tensor.js';
+
+/** One row's prompt, ready for the network. */
+export interface Prompt {
+  row: LoadedRow;
+  /** The prompt's token ids (placeholders expanded). */
+  ids: Int32Array;
+  pixelValuesVideos?: Tensor;
+  videoGridThw?: GridThw[];
+  secondPerGridTs?: number[];
+  pixelValues?: Tensor;
+  imageGridThw?: GridThw[];
+  /** Bytes this prompt holds (pixels and ids), for the cache's budget. */
+  bytes: number;
+}
+
+/** Prompts of rows, prepared on first use and kept (least recently used dropped past maxBytes). */
+export class PromptCache {
+  readonly #model: QwenModel;
+  readonly #rows: readonly LoadedRow[];
+  readonly #videoOptions: VideoOptions | undefined;
+  readonly #maxBytes: number;
+  readonly #cache = new Map<number, Prompt>();
+  #bytes = 0;
+
+  constructor(model: QwenModel, rows: readonly LoadedRow[], opts: { videoOptions?: VideoOptions; maxBytes?: number } = {}) {
+    if (!model.tokenizer) throw new TypeError('Expected a model with a tokenizer (a checkpoint folder with tokenizer.json) to train on question rows');
+    this.#model = model;
+    this.#rows = rows;
+    this.#videoOptions = opts.videoOptions;
+    this.#maxBytes = opts.maxBytes === undefined ? 2 * 2 ** 30 : checkInteger('maxBytes', opts.maxBytes, 0);
+  }
+
+  /** The prompts of rows `idx` (prepared now where not cached). */
+  async get(idx: readonly number[], signal?: AbortSignal): Promise<Prompt[]> {
+    const missing = [...new Set(idx.filter((i) => !this.#cache.has(i)))];
+    const frames = await this.#decode(missing, signal);
+    for (const i of missing) this.#put(i, await this.#prepare(i, frames.get(i), signal));
+    return idx.map((i) => {
+      const p = this.#cache.get(i)!;
+      // Most recently used last (Map keeps insertion order).
+      this.#cache.delete(i);
+      this.#cache.set(i, p);
+      return p;
+    });
+  }
+
+  /** Synthetic videos of one size, decoded many per ffmpeg call. */
+  async #decode(idx: number[], signal?: AbortSignal): Promise<Map<number, Frame[]>> {
+    const out = new Map<number, Frame[]>();
+    const groups = new Map<string, { spec: { frames: number; width: number; height: number }; idx: number[] }>();
+    for (const i of idx) {
+      const spec = sceneSpec(this.#rows[i]!);
+      if (!spec) continue;
+      const key = `${spec.frames}x${spec.width}x${spec.height}`;
+      if (!groups.has(key)) groups.set(key, { spec, idx: [] });
+      groups.get(key)!.idx.push(i);
+    }
+    for (const g of groups.values()) {
+      try {
+        const fr = await decodeFrameBatch(g.idx.map((i) => this.#rows[i]!.media!.file), g.spec, signal ? { signal } : {});
+        g.idx.forEach((i, k) => out.set(i, fr[k]!));
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        // A file of another size: prepared one by one below (a broken file then says so).
+      }
+    }
+    return out;
+  }
+
+  async #prepare(i: number, frames: Frame[] | undefined, signal?: AbortSignal): Promise<Prompt> {
+    const r = this.#rows[i]!;
+    const m = this.#model;
+    const base = (r.row.video_options as VideoOptions | undefined) ?? this.#videoOptions ?? VIDEOTHINKER_VIDEO_OPTIONS;
+    const videoOptions: VideoOptions = { ...base, ...(this.#videoOptions ?? {}) };
+    const spec = frames ? sceneSpec(r) : undefined;
+    if (spec) videoOptions.videoFps = spec.fps;
+    let p;
+    try {
+      p = await preparePrompt(m.config, m.tokenizer!, m.processor, {
+        prompt: buildPrompt(r.row), videoOptions, ...(signal ? { signal } : {}),
+        ...(r.media?.type === 'video' ? { video: frames ?? r.media.file } : r.media?.type === 'image' ? { images: [r.media.file] } : {}),
+      });
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      throw new Error(`Cannot prepare ${r.file} row ${r.index}: ${(e as Error).message}`, { cause: e });
+    }
+    const out: Prompt = { row: r, ids: p.inputIds, bytes: p.inputIds.byteLength };
+    if (p.pixelValuesVideos) {
+      out.pixelValuesVideos = p.pixelValuesVideos; out.videoGridThw = p.videoGridThw!; out.secondPerGridTs = p.secondPerGridTs!;
+      out.bytes += p.pixelValuesVideos.numel * 4;
+    }
+    if (p.pixelValues) { out.pixelValues = p.pixelValues; out.imageGridThw = p.imageGridThw!; out.bytes += p.pixelValues.numel * 4; }
+    return out;
+  }
+
+  #put(i: number, p: Prompt): void {
+    this.#cache.set(i, p);
+    this.#bytes += p.bytes;
+    // Keep at least the batch being assembled: only entries beyond budget and older go.
+    for (const [k, v] of this.#cache) {
+      if (this.#bytes <= this.#maxBytes || this.#cache.size <= 64) break;
+      this.#cache.delete(k);
+      this.#bytes -= v.bytes;
+      v.pixelValuesVideos?.dispose();
+      v.pixelValues?.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const v of this.#cache.values()) { v.pixelValuesVideos?.dispose(); v.pixelValues?.dispose(); }
+    this.#cache.clear();
+    this.#bytes = 0;
+  }
+}
+
+/** Sequences (a prompt and the tokens after it) as one right-padded batch for the network. */
+export interface Batch {
+  B: number;
+  L: number;
+  inputIds: Tensor;
+  attentionMask: Tensor;
+  pixelValuesVideos?: Tensor;
+  videoGridThw?: GridThw[];
+  secondPerGridTs?: number[];
+  pixelValues?: Tensor;
+  imageGridThw?: GridThw[];
+  /** Per row: where its continuation starts and how long the row is. */
+  starts: number[];
+  lengths: number[];
+  dispose(): void;
+}
+
+function concat(parts: Tensor[]): Tensor {
+  const K = parts[0]!.shape[1]!;
+  const rows = parts.reduce((a, t) => a + t.shape[0]!, 0);
+  const out = Tensor.empty([rows, K]);
+  let off = 0;
+  for (const t of parts) { (out.data as Float32Array).set(t.data as Float32Array, off); off += t.numel; }
+  return out;
+}
+
+/** Builds the batch of prompts[i] followed by continuations[i] (token ids). */
+export function collate(prompts: readonly Prompt[], continuations: readonly (ArrayLike<number>)[]): Batch {
+  if (prompts.length !== continuations.length || prompts.length === 0) throw typeError('continuations', `one per prompt (${prompts.length})`, continuations);
+  const B = prompts.length;
+  const lengths = prompts.map((p, i) => p.ids.length + continuations[i]!.length);
+  const L = Math.max(...lengths);
+  const ids = new Int32Array(B * L), mask = new Int32Array(B * L);
+  prompts.forEach((p, b) => {
+    ids.set(p.ids, b * L);
+    const c = continuations[b]!;
+    for (let j = 0; j < c.length; j++) ids[b * L + p.ids.length + j] = c[j]!;
+    mask.fill(1, b * L, b * L + lengths[b]!);
+  });
+  const owned: Tensor[] = [];
+  const batch: Batch = {
+    B, L, inputIds: Tensor.from(ids, [B, L]), attentionMask: Tensor.from(mask, [B, L]), starts: prompts.map((p) => p.ids.length), lengths,
+    dispose: () => { batch.inputIds.dispose(); batch.attentionMask.dispose(); for (const t of owned) t.dispose(); },
+  };
+  const vids = prompts.filter((p) => p.pixelValuesVideos);
+  if (vids.length) {
+    batch.pixelValuesVideos = vids.length === 1 ? vids[0]!.pixelValuesVideos! : concat(vids.map((p) => p.pixelValuesVideos!));
+    if (vids.length > 1) owned.push(batch.pixelValuesVideos);
+    batch.videoGridThw = vids.flatMap((p) => p.videoGridThw!);
+    batch.secondPerGridTs = vids.flatMap((p) => p.secondPerGridTs!);
+  }
+  const imgs = prompts.filter((p) => p.pixelValues);
+  if (imgs.length) {
+    batch.pixelValues = imgs.length === 1 ? imgs[0]!.pixelValues! : concat(imgs.map((p) => p.pixelValues!));
+    if (imgs.length > 1) owned.push(batch.pixelValues);
+    batch.imageGridThw = imgs.flatMap((p) => p.imageGridThw!);
+  }
+  return batch;
+}

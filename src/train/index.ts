@@ -1,0 +1,9 @@
+// Training: the optimizer, schedules, the shared loop with checkpoints and resume, and the trainers.
+export { AdamW, clipGradNorm, DEFAULT_NO_DECAY } from './optimizer.js';
+export type { AdamWOptions, StepResult } from './optimizer.js';
+export { schedule } from './schedule.js';
+export type { ScheduleKind, ScheduleOptions } from './schedule.js';
+export { trainLoop, latestCheckpoint } from './trainer.js';
+export type { LoopOptions, LoopResult, StepMetrics, TrainTask } from './trainer.js';
+export { trainSft, loadRows, epochOrder } from './sft.js';
+export type { SftOptions, DataOptions, BadRowPolicy } from './sft.js';
