@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 
 import { backend, memoryStats, resetPeakMemory } from '../src/backend.js';
 import { linearLogprobs, linearLogprobsBackward } from '../src/kernels/gather.js';
-import { QwenModel, parameterShapes, type QwenConfig } from '../src/index.js';
+import { AdamW, QwenModel, parameterShapes, type QwenConfig, type TrainOptions } from '../src/index.js';
 import { Tensor } from '../src/tensor.js';
 import { compare, record, type Ctx } from './util.js';
 
@@ -46,7 +46,8 @@ async function step(model: QwenModel, ids: Tensor, targets: Int32Array, T: numbe
   const hidden = out.hidden.reshape([T, model.config.hiddenSize]);
   const lp = await linearLogprobs(hidden, model.lmHead, targets);
   const dLogprobs = Tensor.from(new Float32Array(T).fill(-1 / T));
-  const g = await linearLogprobsBackward(hidden, model.lmHead, targets, lp.lse, dLogprobs, { dWeight: model.lmHeadGrad! });
+  const head = model.lmHeadGrad;
+  const g = await linearLogprobsBackward(hidden, model.lmHead, targets, lp.lse, dLogprobs, head ? { dWeight: head } : { weightGrad: false });
   const t2 = now();
   await model.backward(out, { dHidden: g.dHidden.reshape(out.hidden.shape) });
   const t3 = now();
@@ -70,22 +71,37 @@ async function decoder(ctx: Ctx): Promise<void> {
   const targets = Int32Array.from({ length: T }, (_, i) => (i * 104729 + 7) % cfg.vocabSize);
   const iters = ctx.quick ? 2 : 3;
   const extra: Record<string, number> = {};
-  for (const recompute of ['none', 'layer'] as const) {
+  const configs: [string, TrainOptions][] = [['videothinker', { recompute: 'none' }], ["videothinker, recompute 'layer'", { recompute: 'layer' }],
+    ['videothinker, LoRA rank 16', { lora: { rank: 16, alpha: 32 } }]];
+  for (const [impl, train] of configs) {
     const t0 = now();
-    const model = await QwenModel.create(cfg, w, { train: { recompute } });
+    const model = await QwenModel.create(cfg, w, { train });
     const created = now() - t0;
     await step(model, ids, targets, T);  // warm-up (first-touch of the activation memory)
     const runs: { fwd: number; head: number; bwd: number }[] = [];
     const live = memoryStats().liveBytes;
     resetPeakMemory();
     for (let i = 0; i < iters; i++) runs.push(await step(model, ids, targets, T));
-    extra[recompute] = memoryStats().peakBytes - live;
+    extra[impl] = memoryStats().peakBytes - live;
     const total = median(runs.map((r) => r.fwd + r.head + r.bwd));
     const f = median(runs.map((r) => r.fwd)), h = median(runs.map((r) => r.head)), b = median(runs.map((r) => r.bwd));
     record(ctx, {
-      suite: 'train', case: kase, impl: recompute === 'none' ? 'videothinker' : "videothinker, recompute 'layer'", ms: total, flops, extraBytes: extra[recompute],
+      suite: 'train', case: kase, impl, ms: total, flops: train.lora ? undefined : flops, extraBytes: extra[impl],
       note: `${(T / (total / 1000)).toFixed(0)} tokens/s; forward ${f.toFixed(0)} ms, LM head fwd+bwd ${h.toFixed(0)} ms, backward ${b.toFixed(0)} ms; master copy made in ${created.toFixed(0)} ms`,
     });
+    if (impl === 'videothinker') {
+      // The optimizer step over the whole flat store: a norm pass over the gradients (4 bytes per
+      // parameter) and the update (p, g, m, v read, p, m, v written: 28 bytes).
+      const opt = new AdamW(model, { lr: 1e-6 });
+      const n = model.flat.master!.numel;
+      await opt.step();
+      const ts: number[] = [];
+      for (let i = 0; i < 5; i++) { const a = now(); await opt.step(); ts.push(now() - a); }
+      const ms = median(ts);
+      record(ctx, { suite: 'train', case: `AdamW step, ${(n / 1e6).toFixed(0)}M parameters`, impl: 'videothinker', ms, bytes: 32 * n,
+        note: `${(n / ms / 1e6).toFixed(2)} G parameters/s; bytes count the norm check (4/param) and the update (28/param)` });
+      opt.dispose();
+    }
     model.dispose();
   }
   // PyTorch: the same decoder (untied head: the same FLOPs) with autograd, same threads.

@@ -23,6 +23,13 @@ double grad_sumsq_cpu(const float* g, const OptimSegment* segs, int64_t nseg);
 // g *= scale over the segments.
 void grad_scale_cpu(float* g, const OptimSegment* segs, int64_t nseg, float scale);
 
+// The SIMD spans adamw_step_cpu dispatches to (adamw_elem's arithmetic in the same order; the
+// compiler may fuse a multiply and an add, so levels can differ in the last bit).
+void adamw_span_avx2(float* p, float* m, float* v, const float* g, int64_t n, const AdamWScalars& s, float decay,
+                     float step_size, float inv_sqrt_bc2);
+void adamw_span_avx512(float* p, float* m, float* v, const float* g, int64_t n, const AdamWScalars& s, float decay,
+                       float step_size, float inv_sqrt_bc2);
+
 // CUDA forms (buffers on `device`, segments on the host).
 void adamw_step_cuda(float* p, float* m, float* v, const float* g, const OptimSegment* segs, int64_t nseg,
                      const AdamWScalars& s, int device);

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "../../core/parallel.h"
+#include "../../core/simd.h"
+#include "../../core/vec.h"
 #include "optim.h"
 
 namespace vt {
@@ -37,7 +39,10 @@ void adamw_step_cpu(float* p, float* m, float* v, const float* g, const OptimSeg
   const float inv_sqrt_bc2 = float(1.0 / std::sqrt(s.bc2));
   over_chunks(segs, nseg, [&](const OptimSegment& seg, int64_t b, int64_t e) {
     const float decay = 1.0f - s.lr * seg.weight_decay;
-    for (int64_t i = b; i < e; i++) adamw_elem(p[i], m[i], v[i], g[i], s, decay, step_size, inv_sqrt_bc2);
+    if (cpu().use_avx512) adamw_span_avx512(p + b, m + b, v + b, g + b, e - b, s, decay, step_size, inv_sqrt_bc2);
+    else if (cpu().use_avx2) adamw_span_avx2(p + b, m + b, v + b, g + b, e - b, s, decay, step_size, inv_sqrt_bc2);
+    else
+      for (int64_t i = b; i < e; i++) adamw_elem(p[i], m[i], v[i], g[i], s, decay, step_size, inv_sqrt_bc2);
   });
 }
 
@@ -51,9 +56,7 @@ double grad_sumsq_cpu(const float* g, const OptimSegment* segs, int64_t nseg) {
     const int64_t si = &seg - segs;
     const int64_t c = start[size_t(si)] + (b - seg.offset) / kChunk;
     const int64_t e = std::min(seg.offset + seg.numel, b + kChunk);
-    double acc = 0.0;
-    for (int64_t i = b; i < e; i++) acc += double(g[i]) * g[i];
-    part[size_t(c)] = acc;
+    part[size_t(c)] = vec_sumsq(g + b, e - b);
   });
   double total = 0.0;
   for (double x : part) total += x;
