@@ -16,8 +16,8 @@ export { QwenNetwork, QwenOutputs, DEFAULT_LORA_TARGETS, KVCache, qwenConfigFrom
   loadCheckpoint, readSafetensors, writeSafetensors, readCheckpointWeights, MAX_HEADER_BYTES } from './model/index.js';
 export type { QwenInputs, BackwardOptions, NetworkOptions, TrainOptions, LoraOptions, QwenConfig, QwenVisionConfig, LinearModule, GridThw, Checkpoint,
   SafetensorsFile } from './model/index.js';
-export { QwenModel, loadModel, generate, generateStream, sampleToken, samplerRng } from './infer/index.js';
-export type { LoadOptions, GenerateOptions, GeneratedSample, GenerateEvent, ChatNetwork } from './infer/index.js';
+export { QwenModel, loadModel, generate, generateStream, rollout, rolloutSteps, sampleRows } from './infer/index.js';
+export type { LoadOptions, GenerateOptions, GeneratedSample, GenerateEvent, ChatNetwork, Rollout, RolloutPrompt, RolloutOptions, RolloutToken, SamplingOptions } from './infer/index.js';
 export * from './inputs/index.js';
 export { synth, makeScene, makeQuestion, renderScene, raceOrder, checkScene, variantScene, splitTypes, synthVocabularyTexts, COLOURS, PALETTES, DEFAULT_SCENE, TEXT as SYNTH_TEXT, type SynthOptions, type SynthResult, type SynthRow, type SynthQuestion, type SynthSplitInfo, type Scene, type SceneObject, type SceneOptions, type QuestionType, type Colour } from './data/synth.js';
 export { buildWordTokenizer, writeTokenizerFiles, wordPieces, QWEN_SPECIAL_TOKENS, REASONING_TOKENS, WORD_PATTERN, type WordTokenizer } from './data/tokenizer.js';

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { generate, generateStream, sampleToken, samplerRng } from '../src/infer/generate.js';
+import { generate, generateStream } from '../src/infer/generate.js';
+import { sampleRows } from '../src/infer/rollout.js';
 import { loadModel, preparePrompt, QwenTokenizer, VIDEOTHINKER_VIDEO_OPTIONS } from '../src/index.js';
 import { QwenProcessor } from '../src/inputs/processor.js';
 import { writeSafetensors } from '../src/model/safetensors.js';
@@ -160,33 +161,46 @@ test('generate: n samples share one prefill; each one is its own sequence; seeds
   }
 });
 
-test('sampleToken: top-k and top-p keep the right sets; frequencies follow the probabilities', () => {
-  const logits = Float32Array.from([0.1, 2.0, -1.0, 1.5, 0.0, 1.9]);
-  const p = Array.from(logits, (v) => Math.exp(v));
+test('native sampling: top-k and top-p keep the right sets; frequencies follow the probabilities; log-probs; streams', async () => {
+  const row = [0.1, 2.0, -1.0, 1.5, 0.0, 1.9];
+  const p = row.map((v) => Math.exp(v));
   const z = p.reduce((x, y) => x + y, 0);
-  const rand = samplerRng(5);
-  const count = (s: { temperature: number; topP: number; topK: number }, n: number) => {
+  // N rows of the same logits, each its own stream: N independent draws.
+  const count = async (s: { temperature: number; topP: number; topK: number }, N: number) => {
+    const logits = Tensor.from(Float32Array.from({ length: N * 6 }, (_, i) => row[i % 6]!), [N, 6]);
+    const r = await sampleRows(logits, Array.from({ length: N }, (_, i): [number, number] => [7, i]), new Array<number>(N).fill(0), s);
+    logits.dispose();
     const c = new Array<number>(6).fill(0);
-    for (let i = 0; i < n; i++) c[sampleToken(logits, s, rand).token]!++;
-    return c;
+    for (const t of r.tokens) c[t]!++;
+    return { c, r };
   };
-  assert.equal(count({ temperature: 1, topP: 1, topK: 1 }, 50).map((x) => x > 0), [false, true, false, false, false, false]);
-  const k3 = count({ temperature: 1, topP: 1, topK: 3 }, 3000);
-  assert.equal(k3.map((x) => x > 0), [false, true, false, true, false, true]);
+  assert.equal((await count({ temperature: 1, topP: 1, topK: 1 }, 50)).c.map((x) => x > 0), [false, true, false, false, false, false]);
+  assert.equal((await count({ temperature: 1, topP: 1, topK: 3 }, 3000)).c.map((x) => x > 0), [false, true, false, true, false, true]);
   // Sorted probabilities 0.351, 0.318, 0.213, 0.053, ...: nucleus 0.6 keeps two tokens, 0.7 keeps three.
-  const tp = count({ temperature: 1, topP: 0.6, topK: 0 }, 3000);
-  assert.equal(tp.map((x) => x > 0), [false, true, false, false, false, true]);
-  const tp7 = count({ temperature: 1, topP: 0.7, topK: 0 }, 3000);
-  assert.equal(tp7.map((x) => x > 0), [false, true, false, true, false, true]);
+  assert.equal((await count({ temperature: 1, topP: 0.6, topK: 0 }, 3000)).c.map((x) => x > 0), [false, true, false, false, false, true]);
+  assert.equal((await count({ temperature: 1, topP: 0.7, topK: 0 }, 3000)).c.map((x) => x > 0), [false, true, false, true, false, true]);
   const N = 40000;
-  const all = count({ temperature: 1, topP: 1, topK: 0 }, N);
-  all.forEach((c, i) => {
+  const all = await count({ temperature: 1, topP: 1, topK: 0 }, N);
+  all.c.forEach((c, i) => {
     const q = p[i]! / z, sd = Math.sqrt(N * q * (1 - q));
     assert.ok(Math.abs(c - N * q) < 5 * sd, `token ${i}: ${c} draws vs ${(N * q).toFixed(0)} expected`);
   });
-  const r = sampleToken(logits, { temperature: 0.5, topP: 1, topK: 0 }, rand);
-  const lz = Math.log(Array.from(logits, (v) => Math.exp(v / 0.5)).reduce((x, y) => x + y, 0));
-  assert.ok(Math.abs(r.logprob - (logits[r.token]! / 0.5 - lz)) < 1e-6, 'temperature log-prob');
+  // The log-prob is under softmax(logits / T), before truncation.
+  const { r } = await count({ temperature: 0.5, topP: 0.7, topK: 0 }, 20);
+  const lz = Math.log(row.map((v) => Math.exp(v / 0.5)).reduce((x, y) => x + y, 0));
+  r.tokens.forEach((t, i) => assert.ok(Math.abs(r.logprobs[i]! - (row[t]! / 0.5 - lz)) < 1e-5, 'temperature log-prob'));
+  // Greedy: the argmax with its T = 1 log-prob; a row of -inf gives -inf; NaN is reported.
+  const g = await count({ temperature: 0, topP: 1, topK: 0 }, 3);
+  assert.equal(Array.from(g.r.tokens), [1, 1, 1]);
+  const bad = Tensor.from(Float32Array.from([-Infinity, -Infinity, 1, NaN]), [2, 2]);
+  const b = await sampleRows(bad, [[1, 1], [1, 2]], [0, 0], { temperature: 1, topP: 1, topK: 0 });
+  assert.is(b.logprobs[0], -Infinity);
+  assert.ok(Number.isNaN(b.logprobs[1]!));
+  // A row's draw depends only on its stream and counter: the same in any batch.
+  const one = await sampleRows(Tensor.from(Float32Array.from(row), [1, 6]), [[7, 123]], [5], { temperature: 1, topP: 1, topK: 0 });
+  const many = await sampleRows(Tensor.from(Float32Array.from([...row, ...row, ...row]), [3, 6]), [[9, 9], [7, 123], [1, 2]], [0, 5, 3], { temperature: 1, topP: 1, topK: 0 });
+  assert.is(many.tokens[1], one.tokens[0]);
+  await rejectsLike(sampleRows(Tensor.zeros([1, 3]), [[0, 0]], [0], { temperature: 1e-50, topP: 1, topK: 0 }), RangeError, /temperature/);
 });
 
 test('generateStream: tokens stream while the event loop runs; AbortSignal stops it; errors', async () => {

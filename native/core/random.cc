@@ -21,6 +21,8 @@ inline double u01(uint64_t seed, uint64_t i) {
 
 }  // namespace
 
+double random_u01(uint64_t seed, uint64_t i) { return u01(seed, i); }
+
 void fill_uniform(float* out, int64_t n, uint64_t seed, float lo, float hi) {
   parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {

@@ -5,6 +5,10 @@
 
 namespace vt {
 
+// A double in [0, 1) from counter i under seed: the generator behind both fills, for kernels
+// that draw their own numbers (sampling).
+double random_u01(uint64_t seed, uint64_t i);
+
 void fill_uniform(float* out, int64_t n, uint64_t seed, float lo, float hi);  // [lo, hi)
 void fill_normal(float* out, int64_t n, uint64_t seed, float mean, float std);
 

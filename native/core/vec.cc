@@ -1,6 +1,8 @@
 // Scalar forms of the vector primitives (vec.h) and the run-time dispatch.
 #include "vec.h"
 
+#include <cmath>
+
 #include "half.h"
 #include "simd.h"
 
@@ -57,6 +59,29 @@ double vec_sumsq_scalar(const float* x, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; i++) s += double(x[i]) * x[i];
   return s;
+}
+
+float vec_max_scalar(const float* x, int64_t n) {
+  float m = -INFINITY;
+  for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+  return m;
+}
+float vec_exp_sum_scalar(const float* x, float* p, int64_t n, float scale, float shift) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; i++) {
+    const float e = x[i] == -INFINITY ? 0.0f : std::exp(scale * x[i] - shift);
+    p[i] = e;
+    s += e;
+  }
+  return s;
+}
+float vec_max(const float* x, int64_t n) {
+  return cpu().use_avx512 ? vec_max_avx512(x, n) : cpu().use_avx2 ? vec_max_avx2(x, n) : vec_max_scalar(x, n);
+}
+float vec_exp_sum(const float* x, float* p, int64_t n, float scale, float shift) {
+  return cpu().use_avx512 ? vec_exp_sum_avx512(x, p, n, scale, shift)
+         : cpu().use_avx2 ? vec_exp_sum_avx2(x, p, n, scale, shift)
+                          : vec_exp_sum_scalar(x, p, n, scale, shift);
 }
 
 void gemv_rows(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt, int64_t K,

@@ -21,6 +21,11 @@ void widen_rows(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int
 // streamed once for up to 8 activation rows (decode, short prompts).
 void gemv_rows(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt, int64_t K,
                int64_t n0, int64_t n1);
+// max of x[0..n) (-inf for n = 0; NaN elements are skipped by the SIMD forms' max instruction).
+float vec_max(const float* x, int64_t n);
+// p[j] = exp(scale * x[j] - shift) (exactly 0 where x[j] is -inf); returns the sum of p. p may
+// alias x. For softmax rows: shift = scale * max(x), so every exponent is <= 0.
+float vec_exp_sum(const float* x, float* p, int64_t n, float scale, float shift);
 // One element of w stored as wdt, as f32.
 float load_f32(const void* w, DType wdt, int64_t i);
 
@@ -37,6 +42,12 @@ double vec_sumsq_avx512(const float* x, int64_t n);
 void widen_rows_scalar(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1);
 void widen_rows_avx2(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1);
 void widen_rows_avx512(float* dst, const void* w, DType wdt, int64_t K, int64_t n0, int64_t n1);
+float vec_max_scalar(const float* x, int64_t n);
+float vec_max_avx2(const float* x, int64_t n);
+float vec_max_avx512(const float* x, int64_t n);
+float vec_exp_sum_scalar(const float* x, float* p, int64_t n, float scale, float shift);
+float vec_exp_sum_avx2(const float* x, float* p, int64_t n, float scale, float shift);
+float vec_exp_sum_avx512(const float* x, float* p, int64_t n, float scale, float shift);
 void gemv_rows_scalar(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt,
                       int64_t K, int64_t n0, int64_t n1);
 void gemv_rows_avx2(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t T, const void* w, DType wdt,

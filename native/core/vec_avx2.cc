@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C forms of the vector primitives (vec.h); tails are finished by scalar code.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -10,6 +11,8 @@
 
 #if VT_X86
 VT_AVX2_BEGIN
+#define VT_VEXP_AVX2
+#include "vexp.h"
 namespace vt {
 namespace {
 
@@ -135,6 +138,35 @@ void widen_rows_avx2(float* dst, const void* w, DType wdt, int64_t K, int64_t n0
   }
 }
 
+float vec_max_avx2(const float* x, int64_t n) {
+  __m256 m = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+  alignas(32) float t[8];
+  _mm256_store_ps(t, m);
+  float r = t[0];
+  for (int j = 1; j < 8; j++) r = t[j] > r ? t[j] : r;
+  for (; i < n; i++) r = x[i] > r ? x[i] : r;
+  return r;
+}
+
+float vec_exp_sum_avx2(const float* x, float* p, int64_t n, float scale, float shift) {
+  const __m256 vs = _mm256_set1_ps(scale), vsh = _mm256_set1_ps(shift), ninf = _mm256_set1_ps(-INFINITY);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 live = _mm256_cmp_ps(v, ninf, _CMP_NEQ_UQ);  // NaN propagates
+    const __m256 e = _mm256_and_ps(live, vexp::exp256(_mm256_fmsub_ps(v, vs, vsh)));
+    _mm256_storeu_ps(p + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  alignas(32) float t[8];
+  _mm256_store_ps(t, acc);
+  float s = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+  return s + vec_exp_sum_scalar(x + i, p + i, n - i, scale, shift);
+}
+
 float vec_dot_avx2(const float* a, const float* b, int64_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -182,6 +214,8 @@ void widen_rows_avx2(float* dst, const void* w, DType wdt, int64_t K, int64_t n0
   widen_rows_scalar(dst, w, wdt, K, n0, n1);
 }
 float vec_dot_avx2(const float* a, const float* b, int64_t n) { return vec_dot_scalar(a, b, n); }
+float vec_max_avx2(const float* x, int64_t n) { return vec_max_scalar(x, n); }
+float vec_exp_sum_avx2(const float* x, float* p, int64_t n, float scale, float shift) { return vec_exp_sum_scalar(x, p, n, scale, shift); }
 void vec_axpy_avx2(float* y, float a, const float* x, int64_t n) { vec_axpy_scalar(y, a, x, n); }
 double vec_sumsq_avx2(const float* x, int64_t n) { return vec_sumsq_scalar(x, n); }
 }  // namespace vt

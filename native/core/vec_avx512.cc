@@ -3,6 +3,7 @@
 // weight widening for the GEMM path, and the dot/axpy/sum-of-squares helpers.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -12,6 +13,8 @@
 
 #if VT_X86
 VT_AVX512_BEGIN
+#define VT_VEXP_AVX512
+#include "vexp.h"
 namespace vt {
 namespace {
 
@@ -153,6 +156,31 @@ void widen_rows_avx512(float* dst, const void* w, DType wdt, int64_t K, int64_t 
   }
 }
 
+float vec_max_avx512(const float* x, int64_t n) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  __m512 m = ninf;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    m = _mm512_max_ps(m, _mm512_mask_loadu_ps(ninf, k, x + i));
+  }
+  return _mm512_reduce_max_ps(m);
+}
+
+float vec_exp_sum_avx512(const float* x, float* p, int64_t n, float scale, float shift) {
+  const __m512 vs = _mm512_set1_ps(scale), vsh = _mm512_set1_ps(shift), ninf = _mm512_set1_ps(-INFINITY);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    const __m512 v = _mm512_mask_loadu_ps(ninf, k, x + i);
+    // NaN compares unequal (unordered): it flows through exp into the sum, as it should.
+    const __mmask16 live = _mm512_cmp_ps_mask(v, ninf, _CMP_NEQ_UQ);
+    const __m512 e = _mm512_maskz_mov_ps(live, vexp::exp512(_mm512_fmsub_ps(v, vs, vsh)));
+    _mm512_mask_storeu_ps(p + i, k, e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
 float vec_dot_avx512(const float* a, const float* b, int64_t n) {
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   int64_t i = 0;
@@ -201,6 +229,8 @@ void widen_rows_avx512(float* dst, const void* w, DType wdt, int64_t K, int64_t 
   widen_rows_scalar(dst, w, wdt, K, n0, n1);
 }
 float vec_dot_avx512(const float* a, const float* b, int64_t n) { return vec_dot_scalar(a, b, n); }
+float vec_max_avx512(const float* x, int64_t n) { return vec_max_scalar(x, n); }
+float vec_exp_sum_avx512(const float* x, float* p, int64_t n, float scale, float shift) { return vec_exp_sum_scalar(x, p, n, scale, shift); }
 void vec_axpy_avx512(float* y, float a, const float* x, int64_t n) { vec_axpy_scalar(y, a, x, n); }
 double vec_sumsq_avx512(const float* x, int64_t n) { return vec_sumsq_scalar(x, n); }
 }  // namespace vt

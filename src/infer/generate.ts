@@ -1,15 +1,15 @@
-// Sampling from a QwenModel: temperature / top-k / top-p with a seeded generator, `n` samples
-// that share one prefill (the prompt's KV cache is computed once and copied to n rows: the
-// rollouts of GRPO), per-token log-probs, a streaming async iterator, and AbortSignal. Every
-// forward step is a native job, so the event loop stays free while tokens are produced.
+// Sampling from a QwenModel: temperature / top-k / top-p (native sampling through the rollout
+// engine, src/infer/rollout.ts), `n` samples that share one prefill, per-token log-probs, a
+// streaming async iterator, and AbortSignal. Every forward step is a native job, so the event loop
+// stays free while tokens are produced.
 import { checkInteger, checkNumber, checkOptions, typeError } from '../errors.js';
-import { Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import { preparePrompt, type ChatRequest, type PreparedPrompt } from '../inputs/prompt.js';
 import type { QwenProcessor } from '../inputs/processor.js';
 import type { QwenTokenizer } from '../inputs/tokenizer.js';
-import type { KVCache } from '../model/cache.js';
 import type { GridThw } from '../model/positions.js';
 import type { QwenNetwork } from '../model/qwen.js';
+import { rolloutSteps, type RolloutPrompt } from './rollout.js';
 
 /** A network with what a question needs: the checkpoint's tokenizer and processor (QwenModel). */
 export type ChatNetwork = QwenNetwork & { tokenizer?: QwenTokenizer; processor?: QwenProcessor };
@@ -67,63 +67,6 @@ export interface GenerateEvent {
   text?: string;
 }
 
-/** A small seeded generator (xoshiro128**): uniform floats in [0, 1). */
-export function samplerRng(seed: number): () => number {
-  let a = (seed >>> 0) ^ 0x9e3779b9, b = 0x243f6a88, c = 0xb7e15162, d = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < 8; i++) next();
-  function next(): number {
-    const r = Math.imul(((Math.imul(b, 5) << 7) | (Math.imul(b, 5) >>> 25)), 9) >>> 0;
-    const t = b << 9;
-    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t;
-    d = (d << 11) | (d >>> 21);
-    return r / 4294967296;
-  }
-  return next;
-}
-
-interface Sampling { temperature: number; topP: number; topK: number }
-
-/**
- * Picks a token from one row of logits and returns it with its log-prob (see GeneratedSample).
- * Exported for tests.
- */
-export function sampleToken(logits: Float32Array, s: Sampling, rand: () => number): { token: number; logprob: number } {
-  const V = logits.length;
-  const invT = s.temperature > 0 ? 1 / s.temperature : 1;
-  let mx = -Infinity, arg = 0;
-  for (let i = 0; i < V; i++) if (logits[i]! > mx) { mx = logits[i]!; arg = i; }
-  let z = 0;
-  for (let i = 0; i < V; i++) z += Math.exp((logits[i]! - mx) * invT);
-  const logZ = Math.log(z);
-  const lp = (i: number) => (logits[i]! - mx) * invT - logZ;
-  if (s.temperature === 0) return { token: arg, logprob: lp(arg) };
-  // Threshold of the kept set: the k-th largest logit and the nucleus boundary (exact: found by
-  // sorting a copy of the logits, descending).
-  let cut = -Infinity;
-  if ((s.topK > 0 && s.topK < V) || s.topP < 1) {
-    const sorted = Float32Array.from(logits).sort().reverse();
-    if (s.topK > 0 && s.topK < V) cut = sorted[s.topK - 1]!;
-    if (s.topP < 1) {
-      let acc = 0;
-      for (let i = 0; i < V; i++) {
-        acc += Math.exp((sorted[i]! - mx) * invT - logZ);
-        if (acc >= s.topP) { cut = Math.max(cut, sorted[i]!); break; }
-      }
-    }
-  }
-  let kept = 0;
-  for (let i = 0; i < V; i++) if (logits[i]! >= cut) kept += Math.exp((logits[i]! - mx) * invT);
-  let u = rand() * kept;
-  let last = arg;
-  for (let i = 0; i < V; i++) {
-    if (logits[i]! < cut) continue;
-    u -= Math.exp((logits[i]! - mx) * invT);
-    last = i;
-    if (u < 0) break;
-  }
-  return { token: last, logprob: lp(last) };
-}
-
 /** The sampling options, checked (before any prompt work, so a bad one fails at once). */
 function sampling(model: ChatNetwork, o: GenerateOptions) {
   const maxNewTokens = checkInteger('maxNewTokens', o.maxNewTokens ?? 64, 1);
@@ -173,50 +116,19 @@ export async function* generateStream(model: ChatNetwork, opts: GenerateOptions)
 
 async function* stream(model: ChatNetwork, o: ReturnType<typeof sampling> & { ids: Int32Array }, opts: GenerateOptions,
   signal: AbortSignal | undefined): AsyncGenerator<GenerateEvent, void, undefined> {
-  const V = model.config.vocabSize;
   const decoders = model.tokenizer ? Array.from({ length: o.n }, () => model.tokenizer!.streamDecoder()) : null;
-  const rands = Array.from({ length: o.n }, (_, i) => samplerRng(o.seed + i * 0x9e3779b1));
-  const maxLen = o.ids.length + o.maxNewTokens;
-  let cache: KVCache | null = model.createCache(1, maxLen);
-  let rows: KVCache | null = null;
-  try {
-    signal?.throwIfAborted();
-    const prompt = Tensor.from(o.ids, [1, o.ids.length]);
-    const pre = await model.forward({
-      inputIds: prompt, pixelValues: opts.pixelValues, imageGridThw: opts.imageGridThw, pixelValuesVideos: opts.pixelValuesVideos,
-      videoGridThw: opts.videoGridThw, secondPerGridTs: opts.secondPerGridTs, cache, logits: 'last',
-    }, signal);
-    prompt.dispose(); pre.hidden.dispose();
-    rows = cache.expand(0, o.n);
-    cache.dispose(); cache = null;
-    let logits: Float32Array = Float32Array.from(pre.logits!.data as Float32Array);
-    pre.logits!.dispose();
-    const done = new Array<boolean>(o.n).fill(false);
-    const next = new Int32Array(o.n);
-    for (let step = 0; step < o.maxNewTokens; step++) {
-      for (let i = 0; i < o.n; i++) {
-        if (done[i]) continue;
-        const row = step === 0 ? logits : logits.subarray(i * V, (i + 1) * V);
-        const { token, logprob } = sampleToken(row, o.sampling, rands[i]!);
-        next[i] = token;
-        const stop = o.stop.has(token), length = step === o.maxNewTokens - 1;
-        if (stop || length) done[i] = true;
-        const e: GenerateEvent = { sample: i, token, logprob };
-        if (stop || length) e.finishReason = stop ? 'stop' : 'length';
-        if (decoders) e.text = decoders[i]!.push(token, stop || length);
-        yield e;
-      }
-      if (done.every(Boolean)) break;
-      signal?.throwIfAborted();
-      const inp = Tensor.from(next, [o.n, 1]);
-      const out = await model.forward({ inputIds: inp, cache: rows, logits: 'last' }, signal);
-      inp.dispose(); out.hidden.dispose();
-      logits = Float32Array.from(out.logits!.data as Float32Array);
-      out.logits!.dispose();
+  const prompt: RolloutPrompt = { inputIds: o.ids };
+  if (opts.pixelValues) { prompt.pixelValues = opts.pixelValues; prompt.imageGridThw = opts.imageGridThw ?? []; }
+  if (opts.pixelValuesVideos) { prompt.pixelValuesVideos = opts.pixelValuesVideos; prompt.videoGridThw = opts.videoGridThw ?? []; }
+  if (opts.secondPerGridTs) prompt.secondPerGridTs = opts.secondPerGridTs;
+  signal?.throwIfAborted();
+  for await (const step of rolloutSteps(model, [prompt], { ...o.sampling, n: o.n, maxNewTokens: o.maxNewTokens, seed: o.seed, stop: o.stop, ...(signal ? { signal } : {}) })) {
+    for (const t of step) {
+      const e: GenerateEvent = { sample: t.sample, token: t.token, logprob: t.logprob };
+      if (t.finishReason) e.finishReason = t.finishReason;
+      if (decoders) e.text = decoders[t.sample]!.push(t.token, t.finishReason !== undefined);
+      yield e;
     }
-  } finally {
-    cache?.dispose();
-    rows?.dispose();
   }
 }
 
