@@ -9,9 +9,10 @@ import * as info from './info.js';
 import * as init from './init.js';
 import * as synthCmd from './synth.js';
 import * as trainSft from './train-sft.js';
+import * as rl from './train-rl.js';
 
 interface Command { summary: string; help: string; run(argv: string[]): Promise<number> }
-const COMMANDS: Record<string, Command> = { info, check, ask, synth: synthCmd, init, eval: evalCmd, 'train-sft': trainSft };
+const COMMANDS: Record<string, Command> = { info, check, ask, synth: synthCmd, init, eval: evalCmd, 'train-sft': trainSft, 'train-grpo': rl.grpo, 'train-bias': rl.bias, 'train-cdpo': rl.cdpo };
 
 const HELP = `videothinker: train and run small video-reasoning models with CDPO, on native kernels.
 
@@ -30,6 +31,12 @@ Usage:
                                         accuracy per question type and source, shortcut rate
   videothinker train-sft --model DIR --data FILE --out DIR [options]
                                         supervised fine-tuning (checkpoints, resume, LoRA)
+  videothinker train-bias --model DIR --data FILE --out DIR [options]
+                                        Bias-Aware Training (GRPO on observational questions)
+  videothinker train-cdpo --model DIR --bias DIR --data FILE --out DIR [options]
+                                        CDPO: GRPO pushed away from the bias model
+  videothinker train-grpo --model DIR --data FILE --out DIR [options]
+                                        the GRPO baseline (T-GRPO, TW-GRPO with --algorithm)
   videothinker COMMAND --help           a command's options
   videothinker --version | --help
 

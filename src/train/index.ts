@@ -7,3 +7,7 @@ export { trainLoop, latestCheckpoint } from './trainer.js';
 export type { LoopOptions, LoopResult, StepMetrics, TrainTask } from './trainer.js';
 export { trainSft, loadRows, epochOrder } from './sft.js';
 export type { SftOptions, DataOptions, BadRowPolicy } from './sft.js';
+export { trainGrpo, trainBias, trainCdpo, advantagesOf } from './rl.js';
+export type { RlOptions } from './rl.js';
+export { accuracyFor, rougeL, evalReward, rewardName } from './rewards.js';
+export type { Reward, RewardFn, RewardContext, BuiltinReward } from './rewards.js';

@@ -59,6 +59,10 @@ export interface TrainTask {
   microStep(step: number, micro: number, microBatches: number): Promise<{ loss: number; tokens: number; metrics?: Record<string, number> }>;
   /** Extra fields for the metrics line of a step (called after the optimizer step). */
   stepMetrics?(step: number): Record<string, number>;
+  /** Writes the task's own state (e.g. an RL rollout buffer) into a checkpoint folder being built. */
+  saveState?(dir: string): void;
+  /** Restores it when a run resumes from that checkpoint. */
+  loadState?(dir: string): void;
 }
 
 export interface StepMetrics {
@@ -164,6 +168,7 @@ export async function trainLoop(model: QwenModel, task: TrainTask, opts: LoopOpt
     if (ck) {
       loadParameters(model, ck.dir);
       await opt.load(ck.dir);
+      task.loadState?.(ck.dir);
       start = ck.step;
       resumedFrom = ck.step;
       if (!quiet) process.stderr.write(`resuming from ${ck.dir} (step ${ck.step})\n`);
@@ -187,6 +192,7 @@ export async function trainLoop(model: QwenModel, task: TrainTask, opts: LoopOpt
       if (lora) model.saveAdapter(path.join(tmp, 'adapter'), model.checkpoint?.dir ?? '');
       else saveCheckpoint(model, path.join(tmp, 'model'), { dtype: 'f32' }, model.checkpoint?.dir);
       opt.saveSync(tmp);
+      task.saveState?.(tmp);
       writeJsonAtomic(path.join(tmp, 'trainer_state.json'), { step, steps, skippedSteps: opt.skippedSteps, time: new Date().toISOString() });
     });
     // Older checkpoints go once the new one is in place.
