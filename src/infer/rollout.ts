@@ -45,7 +45,10 @@ export interface RolloutOptions extends SamplingOptions {
 
 export interface Rollout {
   tokens: number[];
-  /** log p(token) under softmax(logits / T) before truncation (T = 1 when greedy). */
+  /**
+   * log p(token) under softmax(logits / T) before truncation (T = 1 when greedy), the image and
+   * video placeholder tokens excluded (they are never sampled).
+   */
   logprobs: number[];
   finishReason: 'stop' | 'length';
 }
@@ -142,6 +145,14 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
       } finally { own.dispose(); }
     }
     cache.past = P;
+    // A completion never holds an image / video placeholder: its embedding would be taken for a
+    // vision row (and a tiny model can sample one).
+    const banned = [model.config.imageTokenId, model.config.videoTokenId].filter((t) => t >= 0 && t < V);
+    const ban = (t: Tensor) => {
+      const d = t.data as Float32Array;
+      for (let r = 0; r < t.shape[0]!; r++) for (const b of banned) d[r * V + b] = -Infinity;
+    };
+    ban(first);
     const streams = Array.from({ length: R }, (_, r) => stream(opts.seed, prompts[Math.floor(r / n)]!.key ?? Math.floor(r / n), r % n));
     // `rows[j]` is the global row in cache row j; `live` which rows still decode.
     let rows = Array.from({ length: R }, (_, r) => r);
@@ -179,6 +190,7 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
       out.hidden.dispose();
       logits = out.logits!.reshape([rows.length, V]);
       out.logits!.dispose();
+      ban(logits);
     }
   } finally {
     cache?.dispose();
