@@ -50,11 +50,23 @@ Napi::Value SampleRows(const Napi::CallbackInfo& info) {
     throw_range("Expected a temperature of 0 or a number whose inverse is finite");
   if (!(a.top_p > 0 && a.top_p <= 1)) throw_range("Expected topP in (0, 1]");
   if (a.top_k < 0) throw_range("Expected topK >= 0");
+  std::vector<int32_t> banned;
+  if (o.Get("banned").IsTypedArray()) {
+    Napi::Int32Array b = o.Get("banned").As<Napi::Int32Array>();
+    for (size_t i = 0; i < b.ElementLength(); i++) {
+      if (b[i] < 0 || b[i] >= V) throw_range("Expected banned token ids in [0, " + std::to_string(V) + ")");
+      banned.push_back(b[i]);
+    }
+  }
   auto tokens = std::make_shared<std::vector<int32_t>>(size_t(R));
   auto lps = std::make_shared<std::vector<float>>(size_t(R));
   return run_job(
       info.Env(), opt_bool(info[5], false),
-      [=] { sample_rows_cpu(x.ptr<float>(), R, V, V, a, streams.data(), counters.data(), tokens->data(), lps->data()); },
+      [=]() mutable {
+        a.banned = banned.data();
+        a.nbanned = int64_t(banned.size());
+        sample_rows_cpu(x.ptr<float>(), R, V, V, a, streams.data(), counters.data(), tokens->data(), lps->data());
+      },
       [=](Napi::Env env) -> Napi::Value {
         Napi::Object r = Napi::Object::New(env);
         Napi::Int32Array t = Napi::Int32Array::New(env, size_t(R));

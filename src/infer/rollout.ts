@@ -13,7 +13,7 @@ import { Tensor } from '../tensor.js';
 
 declare module '../native.js' {
   interface Binding {
-    sampleRows(logits: TensorDesc, hi: Uint32Array, lo: Uint32Array, counters: Float64Array, o: { temperature: number; topP: number; topK: number },
+    sampleRows(logits: TensorDesc, hi: Uint32Array, lo: Uint32Array, counters: Float64Array, o: { temperature: number; topP: number; topK: number; banned?: Int32Array },
       async: boolean): { tokens: Int32Array; logprobs: Float32Array } | Promise<{ tokens: Int32Array; logprobs: Float32Array }>;
   }
 }
@@ -46,8 +46,8 @@ export interface RolloutOptions extends SamplingOptions {
 export interface Rollout {
   tokens: number[];
   /**
-   * log p(token) under softmax(logits / T) before truncation (T = 1 when greedy), the image and
-   * video placeholder tokens excluded (they are never sampled).
+   * log p(token) under softmax(logits / T) before truncation (T = 1 when greedy). The image and
+   * video placeholder tokens are never sampled (they still count in the softmax).
    */
   logprobs: number[];
   finishReason: 'stop' | 'length';
@@ -70,9 +70,10 @@ function stream(seed: number, key: number, sample: number): [number, number] {
 }
 
 /** Samples one token for each row of logits [R, V]. */
-export async function sampleRows(logits: Tensor, streams: [number, number][], counters: number[], s: SamplingOptions): Promise<{ tokens: Int32Array; logprobs: Float32Array }> {
+export async function sampleRows(logits: Tensor, streams: [number, number][], counters: number[], s: SamplingOptions & { banned?: readonly number[] }): Promise<{ tokens: Int32Array; logprobs: Float32Array }> {
   const hi = Uint32Array.from(streams, (x) => x[0]), lo = Uint32Array.from(streams, (x) => x[1]);
-  return native.sampleRows(logits._desc('logits'), hi, lo, Float64Array.from(counters), s, true);
+  const o = { temperature: s.temperature, topP: s.topP, topK: s.topK, ...(s.banned ? { banned: Int32Array.from(s.banned) } : {}) };
+  return native.sampleRows(logits._desc('logits'), hi, lo, Float64Array.from(counters), o, true);
 }
 
 /** Rows `rows` of cache `src` (their first `src.past` positions) in a new cache. */
@@ -148,11 +149,6 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
     // A completion never holds an image / video placeholder: its embedding would be taken for a
     // vision row (and a tiny model can sample one).
     const banned = [model.config.imageTokenId, model.config.videoTokenId].filter((t) => t >= 0 && t < V);
-    const ban = (t: Tensor) => {
-      const d = t.data as Float32Array;
-      for (let r = 0; r < t.shape[0]!; r++) for (const b of banned) d[r * V + b] = -Infinity;
-    };
-    ban(first);
     const streams = Array.from({ length: R }, (_, r) => stream(opts.seed, prompts[Math.floor(r / n)]!.key ?? Math.floor(r / n), r % n));
     // `rows[j]` is the global row in cache row j; `live` which rows still decode.
     let rows = Array.from({ length: R }, (_, r) => r);
@@ -160,7 +156,7 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
     const last = new Int32Array(R);
     let logits: Tensor = first;
     for (let t = 0; t < maxNewTokens; t++) {
-      const { tokens, logprobs } = await sampleRows(logits, rows.map((r) => streams[r]!), rows.map(() => t), opts);
+      const { tokens, logprobs } = await sampleRows(logits, rows.map((r) => streams[r]!), rows.map(() => t), { ...opts, banned });
       if (logits !== first) logits.dispose();
       const events: RolloutToken[] = [];
       rows.forEach((r, j) => {
@@ -190,7 +186,6 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
       out.hidden.dispose();
       logits = out.logits!.reshape([rows.length, V]);
       out.logits!.dispose();
-      ban(logits);
     }
   } finally {
     cache?.dispose();

@@ -12,6 +12,9 @@ struct SampleArgs {
   float temperature = 1.0f;  // 0: greedy
   float top_p = 1.0f;        // (0, 1]
   int64_t top_k = 0;         // 0: all
+  // Tokens never drawn (image / video placeholders); they still count in the log-prob's softmax.
+  const int32_t* banned = nullptr;
+  int64_t nbanned = 0;
 };
 
 // logits (R, V) with row stride ld. streams[r], counters[r]: row r's random draw. Writes token[r]

@@ -59,10 +59,19 @@ void sample_rows_cpu(const float* logits, int64_t R, int64_t V, int64_t ld, cons
       const float shift = invT * m;
       const double Z = vec_exp_sum(x, e.data(), V, invT, shift);
       const double logZ = std::log(Z);
-      int64_t pick = 0;
+      // Banned tokens: out of the draw (their probability mass stays in Z, so the log-prob is the
+      // network's own, as the training forward computes it).
+      for (int64_t k = 0; k < a.nbanned; k++) e[size_t(a.banned[k])] = 0.0f;
+      auto allowed = [&](int64_t i) {
+        for (int64_t k = 0; k < a.nbanned; k++)
+          if (a.banned[k] == i) return false;
+        return true;
+      };
+      int64_t pick = -1;
       if (greedy) {
-        for (int64_t i = 1; i < V; i++)
-          if (x[i] > x[pick]) pick = i;
+        for (int64_t i = 0; i < V; i++)
+          if (allowed(i) && (pick < 0 || x[i] > x[pick])) pick = i;
+        if (pick < 0) pick = 0;
       } else {
         float cut = -INFINITY;
         if (a.top_k > 0 && a.top_k < V) {
@@ -77,7 +86,7 @@ void sample_rows_cpu(const float* logits, int64_t R, int64_t V, int64_t ld, cons
         double u = random_u01(streams[r], counters[r]) * kept;
         pick = -1;
         for (int64_t i = 0; i < V; i++) {
-          if (x[i] < cut) continue;
+          if (x[i] < cut || e[size_t(i)] == 0.0f) continue;  // truncated, banned, or underflowed
           pick = i;
           u -= e[size_t(i)];
           if (u < 0) break;
