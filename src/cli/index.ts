@@ -10,9 +10,10 @@ import * as init from './init.js';
 import * as synthCmd from './synth.js';
 import * as trainSft from './train-sft.js';
 import * as rl from './train-rl.js';
+import * as plot from './plot.js';
 
 interface Command { summary: string; help: string; run(argv: string[]): Promise<number> }
-const COMMANDS: Record<string, Command> = { info, check, ask, synth: synthCmd, init, eval: evalCmd, 'train-sft': trainSft, 'train-grpo': rl.grpo, 'train-bias': rl.bias, 'train-cdpo': rl.cdpo };
+const COMMANDS: Record<string, Command> = { info, check, ask, synth: synthCmd, init, eval: evalCmd, 'train-sft': trainSft, 'train-grpo': rl.grpo, 'train-bias': rl.bias, 'train-cdpo': rl.cdpo, plot };
 
 const HELP = `videothinker: train and run small video-reasoning models with CDPO, on native kernels.
 
@@ -37,6 +38,8 @@ Usage:
                                         CDPO: GRPO pushed away from the bias model
   videothinker train-grpo --model DIR --data FILE --out DIR [options]
                                         the GRPO baseline (T-GRPO, TW-GRPO with --algorithm)
+  videothinker plot RUN_DIR [RUN_DIR ...] --out curves.svg
+                                        training curves of runs in one SVG
   videothinker COMMAND --help           a command's options
   videothinker --version | --help
 

@@ -11,3 +11,5 @@ export { trainGrpo, trainBias, trainCdpo, advantagesOf } from './rl.js';
 export type { RlOptions } from './rl.js';
 export { accuracyFor, rougeL, evalReward, rewardName } from './rewards.js';
 export type { Reward, RewardFn, RewardContext, BuiltinReward } from './rewards.js';
+export { plotRuns, readMetrics, renderSvg, writeTextAtomic, DEFAULT_PLOT_METRICS } from './plot.js';
+export type { PlotOptions } from './plot.js';
