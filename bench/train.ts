@@ -15,7 +15,9 @@ import { fileURLToPath } from 'node:url';
 
 import { backend, memoryStats, resetPeakMemory } from '../src/backend.js';
 import { linearLogprobs, linearLogprobsBackward } from '../src/kernels/gather.js';
-import { AdamW, QwenModel, parameterShapes, type QwenConfig, type TrainOptions } from '../src/index.js';
+import { AdamW, QwenModel, groupAdvantagesSync, linearCdpo, parameterShapes, rollout, type QwenConfig, type TrainOptions } from '../src/index.js';
+import { collate, type Prompt } from '../src/train/examples.js';
+import { gatherRows, scatterRows, scoredTokens } from '../src/train/logprobs.js';
 import { Tensor } from '../src/tensor.js';
 import { compare, record, type Ctx } from './util.js';
 
@@ -159,7 +161,62 @@ async function vision(ctx: Ctx): Promise<void> {
   for (const t of w.values()) t.dispose();
 }
 
+/**
+ * Rollouts and one whole RL step of the 0.5B-sized decoder as a policy (train: f32 master weights):
+ * 8 completions of one prompt against one completion (tokens/s), then the step split into rollout,
+ * scoring (the bias model's log-probs), loss + backward (linearCdpo fused with the LM head) and the
+ * optimizer.
+ */
+async function rl(ctx: Ctx): Promise<void> {
+  const cfg: QwenConfig = ctx.quick ? { ...DEC, numLayers: 4 } : DEC;
+  const w = randomWeights(cfg);
+  const policy = await QwenModel.create(cfg, w, { train: true });
+  const bias = new QwenModel(cfg, w);
+  const P = 64, T = ctx.quick ? 16 : 32;
+  const ids = Int32Array.from({ length: P }, (_, i) => (i * 7919 + 3) % cfg.vocabSize);
+  const opts = { maxNewTokens: T, temperature: 1, topP: 1, topK: 0, seed: 1, stop: new Set<number>() };
+  const kase = `0.5B-sized${ctx.quick ? ' (4 layers)' : ''} rollouts, prompt ${P}, ${T} new tokens`;
+  const tps: Record<number, number> = {};
+  for (const n of [1, 8]) {
+    await rollout(policy, [{ inputIds: ids }], { ...opts, n, maxNewTokens: 2 });
+    const t0 = now();
+    await rollout(policy, [{ inputIds: ids }], { ...opts, n });
+    const ms = now() - t0;
+    tps[n] = (n * T) / (ms / 1000);
+    record(ctx, { suite: 'train', case: kase, impl: `videothinker, n = ${n}`, ms, note: `${tps[n]!.toFixed(1)} tokens/s (prefill once, ${n} rows decode together)${n === 8 ? `: ${(tps[8]! / tps[1]!).toFixed(2)}x the tokens/s of one` : ''}` });
+  }
+  // One RL step: 1 prompt x 8 completions (the optimizer's moments allocated beforehand, as a run has them).
+  const opt = new AdamW(policy, { lr: 1e-6 });
+  const t0 = now();
+  const outs = await rollout(policy, [{ inputIds: ids }], { ...opts, n: 8 });
+  const t1 = now();
+  const prompt = { row: undefined as never, ids, bytes: 0 } as unknown as Prompt;
+  const batch = collate(outs[0]!.map(() => prompt), outs[0]!.map((s) => s.tokens));
+  const sc = scoredTokens(batch);
+  const bo = await bias.forward({ inputIds: batch.inputIds, attentionMask: batch.attentionMask, logits: 'none' });
+  const bh = gatherRows(bo.hidden, sc.rows);
+  const { linearLogprobs } = await import('../src/kernels/gather.js');
+  const blp = await linearLogprobs(bh, bias.lmHead, sc.targets);
+  const t2 = now();
+  const out = await policy.forward({ inputIds: batch.inputIds, attentionMask: batch.attentionMask, logits: 'none', grad: true });
+  const h = gatherRows(out.hidden, sc.rows);
+  const adv = groupAdvantagesSync(Float32Array.from({ length: 8 }, (_, i) => i % 3), 8);
+  const r = await linearCdpo({ hidden: h, weight: policy.lmHead, targets: sc.targets, dWeight: policy.lmHeadGrad!, accumulate: false, advantages: adv, seqOffsets: sc.offsets, biasLogprobs: blp.logprobs });
+  const dh = scatterRows(r.dHidden, sc.rows, out.hidden.shape);
+  await policy.backward(out, { dHidden: dh });
+  const t3 = now();
+  await opt.step();
+  const t4 = now();
+  const tokens = sc.targets.length;
+  record(ctx, { suite: 'train', case: `0.5B-sized${ctx.quick ? ' (4 layers)' : ''} CDPO step, 1 prompt x 8 completions (${tokens} tokens)`, impl: 'videothinker', ms: t4 - t0,
+    note: `rollout ${(t1 - t0).toFixed(0)} ms, bias scoring ${(t2 - t1).toFixed(0)} ms, loss + backward ${(t3 - t2).toFixed(0)} ms, optimizer ${(t4 - t3).toFixed(0)} ms` });
+  for (const t of [bh, blp.logprobs, blp.lse, h, adv, r.dHidden, r.logprobs, dh]) t.dispose();
+  bo.dispose(); out.dispose(); batch.dispose(); opt.dispose(); policy.dispose(); bias.dispose();
+  for (const t of w.values()) t.dispose();
+}
+
 export async function run(ctx: Ctx): Promise<void> {
   await decoder(ctx);
+  await rl(ctx);
   await vision(ctx);
 }
