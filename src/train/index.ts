@@ -13,3 +13,5 @@ export { accuracyFor, rougeL, evalReward, rewardName } from './rewards.js';
 export type { Reward, RewardFn, RewardContext, BuiltinReward } from './rewards.js';
 export { plotRuns, readMetrics, renderSvg, writeTextAtomic, DEFAULT_PLOT_METRICS } from './plot.js';
 export type { PlotOptions } from './plot.js';
+export { evaluateBatched } from './evalbatch.js';
+export type { BatchEvalOptions } from './evalbatch.js';
