@@ -8,6 +8,7 @@
 
 #include "napi_util.h"
 #include "cdpo_args.h"
+#include "owned_copy.h"
 #include "../kernels/cdpo/cdpo_linear.h"
 
 namespace vt {
@@ -25,7 +26,8 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
   require_contiguous(hidden);
   require_contiguous(weight);
   require_contiguous(targets);
-  require_cpu(targets);
+  // Validated on the copy the worker reads (owned_copy.h).
+  targets = owned_copy(targets);
   const int device = hidden.storage->device;
   if (weight.storage->device != device) throw_type("Expected weight on the device of hidden");
   const int64_t N = hidden.shape[0], H = hidden.shape[1], V = weight.shape[0];
