@@ -499,7 +499,8 @@ test('linearCdpo: dWeight accumulates into a given tensor; async equals sync; N 
   throwsLike(() => linearCdpoSync({ ...base, targets: new Int32Array(N + 1) }), RangeError, /12 elements for targets but received 13/, 'targets length');
   throwsLike(() => linearCdpoSync({ ...base, weight: Tensor.zeros([V, H + 1]) }), RangeError, /weight of shape \[V, 8\].*\[33, 9\]/, 'H mismatch');
   throwsLike(() => linearCdpoSync({ ...base, hidden: Tensor.zeros([N]) }), RangeError, /2 dimensions \[N, H\] for hidden/, 'hidden ndim');
-  throwsLike(() => linearCdpoSync({ ...base, temperature: 0 }), RangeError, /\(0, .*\] for temperature but received 0/, 'temperature');
+  throwsLike(() => linearCdpoSync({ ...base, temperature: 0 }), RangeError, /a finite number >= 1e-6 .* for temperature but received 0/, 'temperature');
+  throwsLike(() => linearCdpoSync({ ...base, temperature: 1e-50 }), RangeError, /for temperature but received 1e-50/, 'temperature 1e-50 (0 in float32)');
   throwsLike(() => linearCdpoSync({ ...base, dWeight: Tensor.zeros([V, 2]) }), RangeError, /dWeight of shape \[33, 8\]/, 'dWeight shape');
   throwsLike(() => linearCdpoSync({ ...base, seqOffsets: new Int32Array([0, 4, 6, 11]) }), RangeError, /seqOffsets\[3\] = 12/, 'offsets vs N');
   throwsLike(() => linearCdpoSync({ ...base, weight: Tensor.zeros([V, H], 'bf16') }), TypeError, /dtype f32 for weight but received bf16/, 'weight dtype');

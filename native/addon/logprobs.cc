@@ -43,10 +43,12 @@ TensorArg targets_arg(const Napi::Value& v, int64_t N, int64_t V) {
   return t;
 }
 
+// The kernels compute logits / T in float32: below 1e-6 (MIN_TEMPERATURE in src/errors.ts)
+// ordinary logits overflow, and a tiny T rounds to 0 in float32 (a division by zero).
 float temperature_arg(const Napi::Value& v) {
   if (!v.IsNumber()) throw_type("Expected a number for temperature");
   const double t = v.As<Napi::Number>().DoubleValue();
-  if (!(t > 0) || !std::isfinite(t)) throw_range("Expected temperature > 0 and finite but received " + std::to_string(t));
+  if (!(t >= 1e-6) || !std::isfinite(t)) throw_range("Expected a finite temperature >= 1e-6 but received " + std::to_string(t));
   return float(t);
 }
 

@@ -1,6 +1,6 @@
 // Log-prob gathering: log softmax(logits / T)[target] for every token, from logits or fused with
 // the LM head (hidden @ weight^T) so that no [N, V] tensor is ever made, and their backwards.
-import { checkBoolean, checkInteger, checkNumber, checkOptions } from '../errors.js';
+import { checkBoolean, checkInteger, checkNumber, checkOptions, checkTemperature } from '../errors.js';
 import { native, type StorageHandle, type TensorDesc } from '../native.js';
 import { expectTensor, indexTensor, Tensor } from '../tensor.js';
 
@@ -39,7 +39,7 @@ export interface LogprobsResult {
 }
 
 function temperatureOf(o: { temperature?: number }): number {
-  return o.temperature === undefined ? 1 : checkNumber('temperature', o.temperature, 0, Infinity, { exclusiveMin: true });
+  return o.temperature === undefined ? 1 : checkTemperature('temperature', o.temperature);
 }
 
 function vec(name: string, v: unknown, n: number, device: string): Tensor {
