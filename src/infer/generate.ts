@@ -2,7 +2,9 @@
 // that share one prefill (the prompt's KV cache is computed once and copied to n rows: the
 // rollouts of GRPO), per-token log-probs, a streaming async iterator, and AbortSignal. Every
 // forward step is a native job, so the event loop stays free while tokens are produced.
-import { checkInteger, checkNumber, checkOptions, typeError } from '../errors.js';
+import { constants as bufferConstants } from 'node:buffer';
+
+import { checkInteger, checkNumber, checkOptions, checkTemperature, typeError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { preparePrompt, type ChatRequest, type PreparedPrompt } from '../inputs/prompt.js';
 import type { QwenProcessor } from '../inputs/processor.js';
@@ -126,8 +128,9 @@ export function sampleToken(logits: Float32Array, s: Sampling, rand: () => numbe
 
 /** The sampling options, checked (before any prompt work, so a bad one fails at once). */
 function sampling(model: ChatNetwork, o: GenerateOptions) {
-  const maxNewTokens = checkInteger('maxNewTokens', o.maxNewTokens ?? 64, 1);
-  const temperature = checkNumber('temperature', o.temperature ?? 1, 0);
+  const maxNewTokens = checkInteger('maxNewTokens', o.maxNewTokens ?? 64, 1, MAX_CACHE_TOKENS);
+  // 0 is greedy; a positive temperature below 1e-6 made (logits - max) / T overflow to NaN.
+  const temperature = checkTemperature('temperature', o.temperature ?? 1, { greedy: true });
   const topP = checkNumber('topP', o.topP ?? 1, 0, 1, { exclusiveMin: true });
   const topK = checkInteger('topK', o.topK ?? 0, 0);
   const n = checkInteger('n', o.n ?? 1, 1);
@@ -138,11 +141,23 @@ function sampling(model: ChatNetwork, o: GenerateOptions) {
   return { maxNewTokens, sampling: { temperature, topP, topK }, n, seed, stop };
 }
 
-function promptIds(o: GenerateOptions): Int32Array {
-  const ids = o.inputIds instanceof Int32Array ? o.inputIds : Array.isArray(o.inputIds) ? Int32Array.from(o.inputIds as number[]) : null;
-  if (!ids) throw typeError('inputIds', 'an Int32Array or an array of token ids', o.inputIds);
-  if (ids.length === 0) throw new RangeError('Expected at least one prompt token for inputIds but received none');
-  return ids;
+/** The longest KV cache a model makes (createCache's maxLen). */
+const MAX_CACHE_TOKENS = 2 ** 24;
+
+/**
+ * The prompt's token ids, each checked before any conversion: Int32Array.from would wrap
+ * 2^32 + 5 to 5 and truncate 1.7 to 1 (and NaN to 0) without a word.
+ */
+function promptIds(o: GenerateOptions, vocab: number): Int32Array {
+  const src = o.inputIds;
+  if (!(src instanceof Int32Array) && !Array.isArray(src)) throw typeError('inputIds', 'an Int32Array or an array of token ids', src);
+  if (src.length === 0) throw new RangeError('Expected at least one prompt token for inputIds but received none');
+  for (let i = 0; i < src.length; i++) {
+    const x = src[i] as unknown;
+    if (typeof x !== 'number') throw typeError(`inputIds[${i}]`, 'a token id (a number)', x);
+    if (!Number.isInteger(x) || x < 0 || x >= vocab) throw new RangeError(`Expected token ids in [0, ${vocab}) for inputIds but received ${x} at index ${i}`);
+  }
+  return src instanceof Int32Array ? Int32Array.from(src) : Int32Array.from(src as number[]);
 }
 
 /**
@@ -165,7 +180,12 @@ export async function* generateStream(model: ChatNetwork, opts: GenerateOptions)
     opts = { ...opts, ...prepared };
   }
   try {
-    yield* stream(model, { ...s, ids: promptIds(opts) }, opts, signal);
+    const ids = promptIds(opts, model.config.vocabSize);
+    if (ids.length + s.maxNewTokens > MAX_CACHE_TOKENS) {
+      throw new RangeError(`Expected maxNewTokens <= ${MAX_CACHE_TOKENS - ids.length} (a KV cache holds at most ${MAX_CACHE_TOKENS} tokens, the prompt has ${ids.length}) but received ${s.maxNewTokens}`);
+    }
+    checkCacheSize(model, s.n, ids.length + s.maxNewTokens, s.maxNewTokens);
+    yield* stream(model, { ...s, ids }, opts, signal);
   } finally {
     prepared?.dispose();
   }
@@ -187,8 +207,10 @@ async function* stream(model: ChatNetwork, o: ReturnType<typeof sampling> & { id
       videoGridThw: opts.videoGridThw, secondPerGridTs: opts.secondPerGridTs, cache, logits: 'last',
     }, signal);
     prompt.dispose(); pre.hidden.dispose();
-    rows = cache.expand(0, o.n);
-    cache.dispose(); cache = null;
+    // One sample decodes in the prompt's own cache; n share copies of it.
+    if (o.n === 1) rows = cache;
+    else { rows = cache.expand(0, o.n); cache.dispose(); }
+    cache = null;
     let logits: Float32Array = Float32Array.from(pre.logits!.data as Float32Array);
     pre.logits!.dispose();
     const done = new Array<boolean>(o.n).fill(false);
@@ -217,6 +239,20 @@ async function* stream(model: ChatNetwork, o: ReturnType<typeof sampling> & { id
   } finally {
     cache?.dispose();
     rows?.dispose();
+  }
+}
+
+/**
+ * Copying the prompt's cache to n rows (KVCache.expand) goes through typed-array views, which
+ * Node limits to 2^32 bytes: a larger n-row cache is refused before any work (one sample decodes
+ * in the prompt's own cache, whatever its size).
+ */
+function checkCacheSize(model: ChatNetwork, n: number, maxLen: number, maxNewTokens: number): void {
+  if (n === 1) return;
+  const c = model.config;
+  const bytes = c.numLayers * n * maxLen * c.numKvHeads * (c.hiddenSize / c.numHeads) * 4;
+  if (bytes > bufferConstants.MAX_LENGTH) {
+    throw new RangeError(`Expected n and maxNewTokens whose KV cache fits in ${bufferConstants.MAX_LENGTH} bytes but received n = ${n}, maxNewTokens = ${maxNewTokens} (${bytes} bytes): lower them, or generate the samples one at a time`);
   }
 }
 
