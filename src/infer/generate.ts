@@ -168,6 +168,8 @@ export async function* generateStream(model: ChatNetwork, opts: GenerateOptions)
   checkOptions('options', opts);
   const signal = opts.signal;
   const s = sampling(model, opts);
+  // Mapped weight files changed in place since loading: an error now, not a SIGBUS mid-answer.
+  (model as { checkpoint?: { verify?(): void } }).checkpoint?.verify?.();
   let prepared: PreparedPrompt | null = null;
   if (opts.prompt !== undefined || opts.messages !== undefined) {
     if (opts.inputIds !== undefined) throw typeError('inputIds', 'no inputIds with prompt / messages (they are tokenized from them)', opts.inputIds);

@@ -4,10 +4,14 @@
 // tokenizer.json (+ tokenizer_config.json, chat template, generation_config.json) gives
 // model.tokenizer, and a vision model gets model.processor (preprocessor_config.json or the
 // defaults): together they let generate() take a question.
-import { checkOptions, typeError } from '../errors.js';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import { checkBoolean, checkOptions, typeError } from '../errors.js';
+import { readJson } from '../files.js';
 import { QwenProcessor } from '../inputs/processor.js';
 import { QwenTokenizer } from '../inputs/tokenizer.js';
-import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import { loadCheckpointAsync, type Checkpoint } from '../model/checkpoint.js';
 import { qwenConfigFromHF } from '../model/config.js';
 import type { TrainOptions } from '../model/qwen.js';
 import { QwenModel } from './model.js';
@@ -19,27 +23,45 @@ export interface LoadOptions {
    * add LoRA adapters (then only they train) and choose activation recomputation.
    */
   train?: boolean | TrainOptions;
+  /**
+   * Memory-map the weight files (default: true for inference, false with `train`). Mapped weights
+   * load at once and share the page cache, but the files must not be truncated or rewritten in
+   * place while the model lives (SIGBUS; generate() checks the files before each request and
+   * refuses changed ones). false reads them into memory (on a worker thread): a training run of
+   * hours then does not depend on files another process may overwrite.
+   */
+  mmap?: boolean;
 }
 
 /**
  * Loads the checkpoint folder `dir` (config.json + *.safetensors, sharded or not; weights are
- * memory-mapped and, for inference, stay in their stored dtype) as a QwenModel. The loader's
+ * memory-mapped or read (`mmap`) and, for inference, stay in their stored dtype) as a QwenModel.
+ * config.json is validated before any weight is read; a mapped shard changed in place while the
+ * later ones loaded is an error. The loader's
  * result (config, metadata, chat template) is kept as `model.checkpoint`; model.dispose() does
  * not unmap the weights, model.checkpoint.dispose() does.
  */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<QwenModel & { checkpoint: Checkpoint }> {
   if (typeof dir !== 'string' || dir === '') throw typeError('dir', 'a checkpoint folder path', dir);
   checkOptions('options', opts);
-  const ck = loadCheckpoint(dir);
+  const mmap = opts.mmap === undefined ? (opts.train === undefined || opts.train === false) : checkBoolean('options.mmap', opts.mmap);
+  // config.json first: a hostile one (num_hidden_layers: 1e9) fails before any weight is read.
+  const cfgFile = path.join(dir, 'config.json');
+  if (!existsSync(cfgFile)) throw new RangeError(`Expected ${cfgFile}: a Hugging Face checkpoint folder has config.json and *.safetensors`);
+  const json = readJson(cfgFile);
+  const config = qwenConfigFromHF(json);
+  const ck = await loadCheckpointAsync(dir, { config: json, mmap });
+  let model: (QwenModel & { checkpoint: Checkpoint }) | undefined;
   try {
-    const config = qwenConfigFromHF(ck.config);
-    const model = await QwenModel.create(config, ck.weights, { ...(opts.train !== undefined ? { train: opts.train } : {}) }) as QwenModel & { checkpoint: Checkpoint };
+    model = await QwenModel.create(config, ck.weights, { ...(opts.train !== undefined ? { train: opts.train } : {}) }) as QwenModel & { checkpoint: Checkpoint };
     model.checkpoint = ck;
     const tokenizer = QwenTokenizer.fromDir(dir);
     if (tokenizer) model.tokenizer = tokenizer;
     if (model.config.vision) model.processor = QwenProcessor.fromDir(dir);
+    ck.verify();
     return model;
   } catch (e) {
+    model?.dispose();
     ck.dispose();
     throw e;
   }

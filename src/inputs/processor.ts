@@ -14,10 +14,10 @@
 //      (0, 3, 6, 4, 7, 2, 1, 5, 8) and flattened to [gt*gh*gw, C*tp*ps*ps] (f32).
 //
 // Everything but the final Tensor is plain JS (no native code).
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { checkInteger, checkNumber, checkOptions, rangeError, typeError } from '../errors.js';
+import { readRegularFile } from '../files.js';
 import { Tensor } from '../tensor.js';
 import type { GridThw } from '../model/positions.js';
 import { decodeVideo, FRAME_FACTOR, planFrames, type RGBImage, type SampleOptions, type ToolOptions } from './video.js';
@@ -464,7 +464,7 @@ export class QwenProcessor {
     const file = path.join(dir, 'preprocessor_config.json');
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readRegularFile(file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new QwenProcessor();
       throw new Error(`Cannot read ${file}: ${(e as Error).message}`, { cause: e });
