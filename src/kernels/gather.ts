@@ -3,6 +3,7 @@
 import { checkBoolean, checkInteger, checkNumber, checkOptions, checkTemperature } from '../errors.js';
 import { native, type StorageHandle, type TensorDesc } from '../native.js';
 import { expectTensor, indexTensor, Tensor } from '../tensor.js';
+import { checkNoOverlap } from './overlap.js';
 
 type Handles = { logprobs: StorageHandle; lse: StorageHandle; entropy?: StorageHandle };
 type BwdHandles = { dHidden: StorageHandle; dWeight?: StorageHandle; dBias?: StorageHandle };
@@ -113,6 +114,10 @@ function prepGatherBwd(logits: unknown, targets: unknown, lse: unknown, dLogprob
   if (o.out !== undefined) {
     out = contiguous2d('out', o.out, ['f32'], '[N, V]');
     if (out.shape[0] !== x.shape[0] || out.shape[1] !== x.shape[1]) throw new RangeError(`Expected out of shape [${x.shape.join(', ')}] but received [${out.shape.join(', ')}]`);
+    // in place (out = logits) is supported row by row; a shifted view would overwrite rows not yet read
+    checkNoOverlap('out', out, 'logits', x, { inPlace: true });
+    checkNoOverlap('out', out, 'lse', l);
+    checkNoOverlap('out', out, 'dLogprobs', d);
   }
   const tg = indexTensor('targets', targets, n);
   return { x, l, d, temperature, out, tg };
