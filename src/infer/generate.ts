@@ -55,6 +55,12 @@ export interface GeneratedSample {
   finishReason: 'stop' | 'length';
   /** The decoded text (special tokens left out), when the model has a tokenizer. */
   text?: string;
+  /**
+   * Sampled video frames the files did not deliver (a truncated file: each was filled with the
+   * last decoded frame), summed over the request's videos; present when it had video files.
+   * Past videoOptions.maxMissingFraction (default 0.25) the request fails instead.
+   */
+  missingFrames?: number;
 }
 
 /** One streamed token. */
@@ -164,7 +170,14 @@ function promptIds(o: GenerateOptions, vocab: number): Int32Array {
  * Streams the tokens of `n` samples of one prompt as they are produced (all samples advance one
  * token per step). The prompt is run once; its cache is copied to the n rows.
  */
-export async function* generateStream(model: ChatNetwork, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
+export function generateStream(model: ChatNetwork, opts: GenerateOptions): AsyncGenerator<GenerateEvent, void, undefined> {
+  return streamRequest(model, opts, {});
+}
+
+/** What a request learnt beyond its tokens (for generate's result). */
+interface RequestInfo { missingFrames?: number }
+
+async function* streamRequest(model: ChatNetwork, opts: GenerateOptions, info: RequestInfo): AsyncGenerator<GenerateEvent, void, undefined> {
   checkOptions('options', opts);
   const signal = opts.signal;
   const s = sampling(model, opts);
@@ -180,6 +193,7 @@ export async function* generateStream(model: ChatNetwork, opts: GenerateOptions)
     }
     prepared = await preparePrompt(model.config, tokenizer, processor, { ...opts, ...(signal ? { signal } : {}) });
     opts = { ...opts, ...prepared };
+    if (prepared.missingFrames) info.missingFrames = prepared.missingFrames.reduce((a, b) => a + b, 0);
   }
   try {
     const ids = promptIds(opts, model.config.vocabSize);
@@ -262,11 +276,13 @@ function checkCacheSize(model: ChatNetwork, n: number, maxLen: number, maxNewTok
 export async function generate(model: ChatNetwork, opts: GenerateOptions): Promise<GeneratedSample[]> {
   const n = opts?.n ?? 1;
   const out: GeneratedSample[] = Array.from({ length: typeof n === 'number' && n > 0 ? n : 1 }, () => ({ tokens: [], logprobs: [], finishReason: 'length' as const }));
-  for await (const e of generateStream(model, opts)) {
+  const info: RequestInfo = {};
+  for await (const e of streamRequest(model, opts, info)) {
     const s = out[e.sample]!;
     s.tokens.push(e.token); s.logprobs.push(e.logprob);
     if (e.finishReason) s.finishReason = e.finishReason;
   }
   if (model.tokenizer) for (const s of out) s.text = model.tokenizer.decode(s.tokens);
+  if (info.missingFrames !== undefined) for (const s of out) s.missingFrames = info.missingFrames;
   return out;
 }

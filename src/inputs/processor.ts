@@ -430,9 +430,19 @@ export interface VideoOptions extends SampleOptions, ToolOptions {
   minPixels?: number;
   maxPixels?: number;
   totalPixels?: number;
+  /**
+   * A file whose stream delivers fewer frames than its container claims (a truncated download)
+   * has its missing sampled frames filled with the last decoded one; more than this fraction of
+   * them missing is an Error (default 0.25; 1 accepts any file that decodes at all). The count is
+   * reported as `missingFrames` either way.
+   */
+  maxMissingFraction?: number;
 }
 
-const VIDEO_OPTION_KEYS = new Set(['fps', 'minFrames', 'maxFrames', 'nframes', 'signal', 'ffmpeg', 'ffprobe', 'videoFps', 'minPixels', 'maxPixels', 'totalPixels']);
+/** Default of VideoOptions.maxMissingFraction. */
+export const DEFAULT_MAX_MISSING_FRACTION = 0.25;
+
+const VIDEO_OPTION_KEYS = new Set(['fps', 'minFrames', 'maxFrames', 'nframes', 'signal', 'ffmpeg', 'ffprobe', 'videoFps', 'minPixels', 'maxPixels', 'totalPixels', 'maxMissingFraction']);
 const IMAGE_OPTION_KEYS = new Set(['minPixels', 'maxPixels']);
 
 function checkKeys(o: object, allowed: Set<string>): void {
@@ -533,6 +543,7 @@ export class QwenProcessor {
     const o = checkOptions('options', opts);
     checkKeys(o, VIDEO_OPTION_KEYS);
     if (o.videoFps !== undefined) throw typeError('options.videoFps', 'no videoFps with a file (its rate is read from the file)', o.videoFps);
+    const maxMissing = o.maxMissingFraction === undefined ? DEFAULT_MAX_MISSING_FRACTION : checkNumber('options.maxMissingFraction', o.maxMissingFraction, 0, 1);
     this.#checkBudget(o);
     let writer: PatchWriter | null = null;
     let size: [number, number] = [0, 0];
@@ -550,6 +561,11 @@ export class QwenProcessor {
     });
     const w = writer as PatchWriter | null;
     if (w === null) throw new Error(`No frames decoded from '${input}'`);
+    const n = dec.indices.length;
+    if (dec.missing > maxMissing * n) {
+      throw new Error(`The video '${input}' delivered ${n - dec.missing} of its ${n} sampled frames (its container claims ${dec.totalFrames}): ` +
+        `${dec.missing} would be copies of the last one, more than maxMissingFraction (${maxMissing}) allows. Is the file truncated?`);
+    }
     const r = this.#result([{ data: w.finish(), grid: w.gridThw }]);
     return { ...r, secondPerGridTs: [this.config.temporalPatchSize / dec.sampleFps], sampleFps: dec.sampleFps, frameIndices: dec.indices, missingFrames: dec.missing };
   }
