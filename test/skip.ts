@@ -13,7 +13,7 @@ export const SKIP_MARKER = '[vt-skip]';
 /** Records a skip of the running test (call as `return skip(...)`). */
 export function skip(reason: string, opts: { inCI?: 'fail' | 'skip' } = {}): void {
   if (process.env.CI && (opts.inCI ?? 'fail') === 'fail') assert.unreachable(`${reason}: required in CI`);
-  console.log(`${SKIP_MARKER} ${reason}`);
+  console.log(`\n${SKIP_MARKER} ${reason}`);
 }
 
 export const PY = process.env.VT_PYTHON ?? '/usr/bin/python3';
@@ -32,18 +32,18 @@ export function havePython(modules: readonly string[]): boolean {
 }
 
 /**
- * Runs a Python reference; null (and a recorded skip) when Python or one of `modules` is missing.
- * A reference that starts but fails is a test failure with its stderr: the comparison it was to
- * make cannot be skipped silently.
+ * Runs a Python reference; null when Python or one of `modules` is missing (the caller then
+ * returns skip(...), once per test). A reference that starts but fails is a test failure with its
+ * stderr: the comparison it was to make cannot be skipped silently.
  */
 export function runPython(args: string[], modules: readonly string[], opts: SpawnSyncOptions & { input?: string } = {}): string | null {
-  if (!havePython(modules)) {
-    skip(`Python with ${modules.join(', ')} not found (${PY}; set VT_PYTHON)`);
-    return null;
-  }
+  if (!havePython(modules)) return null;
   const r = spawnSync(PY, args, { encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 30, ...opts });
   if (r.error || r.status !== 0) {
     assert.unreachable(`the Python reference failed (${r.error ? String(r.error) : `exit ${r.status}${r.signal ? `, ${r.signal}` : ''}`}): ${String(r.stderr).trim().split('\n').slice(-6).join('\n')}`);
   }
   return String(r.stdout);
 }
+
+/** The skip reason for a missing Python module set. */
+export const noPython = (modules: readonly string[]) => `Python with ${modules.join(', ')} not found (${PY}; set VT_PYTHON)`;
