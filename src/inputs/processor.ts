@@ -54,6 +54,14 @@ export const DEFAULT_PROCESSOR_CONFIG: Readonly<ProcessorConfig> = Object.freeze
 export const VIDEO_MIN_PIXELS = 128 * 28 * 28;
 export const VIDEO_MAX_PIXELS = 768 * 28 * 28;
 export const VIDEO_TOTAL_PIXELS = Math.trunc(128000 * 28 * 28 * 0.9);
+/**
+ * Most pixels one resized frame may have: 2^26 (8192 x 8192), 5x the largest image budget of
+ * Qwen2.5-VL (28 * 28 * 16384). A budget such as minPixels 1e12 asked for terabytes and failed
+ * with "Invalid typed array length".
+ */
+export const MAX_FRAME_PIXELS = 2 ** 26;
+/** Most f32 values the patches of one call may take (4 GiB). */
+export const MAX_PATCH_VALUES = 2 ** 30;
 /** Largest ratio of the long to the short side smartResize accepts. */
 export const MAX_ASPECT_RATIO = 200;
 
@@ -95,6 +103,9 @@ export function smartResize(height: number, width: number, factor = 28, minPixel
     const beta = Math.sqrt(minPixels / (height * width));
     h = Math.ceil((height * beta) / factor) * factor;
     w = Math.ceil((width * beta) / factor) * factor;
+  }
+  if (h * w > MAX_FRAME_PIXELS) {
+    throw new RangeError(`Expected a pixel budget (minPixels ${minPixels}, maxPixels ${maxPixels}) that resizes ${height}x${width} to at most ${MAX_FRAME_PIXELS} pixels but it gives ${h}x${w}`);
   }
   return [h, w];
 }
@@ -334,7 +345,11 @@ export class PatchWriter {
     const gt = this.#padded / tp, gh = height / ps, gw = width / ps;
     this.gridThw = [gt, gh, gw];
     this.rowLength = 3 * tp * ps * ps;
-    this.out = new Float32Array(gt * gh * gw * this.rowLength);
+    const values = gt * gh * gw * this.rowLength;
+    if (values > MAX_PATCH_VALUES) {
+      throw new RangeError(`Expected at most ${MAX_PATCH_VALUES} pixel values per call but ${frames} frames of ${height}x${width} need ${values}: lower maxPixels, totalPixels or the frame count`);
+    }
+    this.out = new Float32Array(values);
     // Row of a patch: ((t*(gh/m) + bh)*(gw/m) + bw)*m*m + mh*m + mw; column: ((c*tp + tt)*ps + py)*ps + px.
     this.#xRow = new Int32Array(width); this.#xCol = new Int32Array(width);
     for (let x = 0; x < width; x++) {

@@ -59,6 +59,19 @@ export const DEFAULT_TOKENIZER_TIMEOUT_MS = 2000;
 const boundedContext = vm.createContext({});
 const boundedScript = new vm.Script('__vtRun()');
 
+/**
+ * A call into the tokenizer library, whose failures on a hostile tokenizer.json (a decoder whose
+ * pattern is null, ...) are its own JS errors: they become a RangeError that names the file.
+ */
+function libraryCall<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof RangeError && /took more than/.test(e.message)) throw e;
+    throw new RangeError(`Invalid tokenizer.json: ${what} failed: ${(e as Error)?.message ?? String(e)}`);
+  }
+}
+
 /** Runs f with a time bound; a RangeError names `what` when it runs out. */
 export function runBounded<T>(what: string, timeoutMs: number, f: () => T): T {
   const ctx = boundedContext as { __vtRun?: () => T };
@@ -174,7 +187,7 @@ export class QwenTokenizer {
     if (typeof text !== 'string') throw typeError('text', 'a string', text);
     const o = checkOptions('options', opts);
     const add = o.addSpecialTokens === undefined ? false : checkBoolean('options.addSpecialTokens', o.addSpecialTokens);
-    const ids = runBounded(`Tokenizing ${text.length} characters with tokenizer.json`, this.timeoutMs, () => this.#tok.encode(text, { add_special_tokens: add }).ids);
+    const ids = runBounded(`Tokenizing ${text.length} characters with tokenizer.json`, this.timeoutMs, () => libraryCall('its encoder', () => this.#tok.encode(text, { add_special_tokens: add }).ids));
     return Int32Array.from(ids);
   }
 
@@ -187,7 +200,7 @@ export class QwenTokenizer {
     if (arr.length === 0) return '';  // the library refuses an empty list
     arr.forEach((v, i) => { if (!Number.isInteger(v) || v < 0) throw typeError(`ids[${i}]`, 'a token id (an integer >= 0)', v); });
     return runBounded(`Decoding ${arr.length} tokens with tokenizer.json`, this.timeoutMs,
-      () => this.#tok.decode(arr, { skip_special_tokens: skip, clean_up_tokenization_spaces: false }));
+      () => libraryCall('its decoder', () => this.#tok.decode(arr, { skip_special_tokens: skip, clean_up_tokenization_spaces: false })));
   }
 
   /** The id of a token string (e.g. '<|video_pad|>'), or undefined. */
