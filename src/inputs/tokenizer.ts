@@ -73,10 +73,14 @@ function libraryCall<T>(what: string, f: () => T): T {
 }
 
 /** Runs f with a time bound; a RangeError names `what` when it runs out. */
+let boundedDepth = 0;
 export function runBounded<T>(what: string, timeoutMs: number, f: () => T): T {
+  // inside a bounded call the outer bound applies (one watchdog, ~70 us, per outermost call)
+  if (boundedDepth > 0) return f();
   const ctx = boundedContext as { __vtRun?: () => T };
   const outer = ctx.__vtRun;
   ctx.__vtRun = f;
+  boundedDepth++;
   try {
     return boundedScript.runInContext(boundedContext, { timeout: timeoutMs }) as T;
   } catch (e) {
@@ -85,6 +89,7 @@ export function runBounded<T>(what: string, timeoutMs: number, f: () => T): T {
     }
     throw e;
   } finally {
+    boundedDepth--;
     ctx.__vtRun = outer;
   }
 }
@@ -249,8 +254,9 @@ export class QwenTokenizer {
     return {
       push(id: number, last = false): string {
         ids.push(id);
-        const before = self.decode(ids.slice(prefix, read), opts);
-        const now = self.decode(ids.slice(prefix), opts);
+        // both decodes under one time bound
+        const [before, now] = runBounded(`Decoding a stream of ${ids.length} tokens with tokenizer.json`, self.timeoutMs,
+          () => [self.decode(ids.slice(prefix, read), opts), self.decode(ids.slice(prefix), opts)] as const);
         // hold back a trailing replacement character: the rest of its bytes may come next
         if ((!last && now.endsWith('\uFFFD')) || now.length <= before.length || !now.startsWith(before)) return '';
         prefix = read;
