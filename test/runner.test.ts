@@ -19,7 +19,7 @@ test('counts: passed, failed, uvu skips and runtime skips with FORCE_COLOR; a cr
     writeFileSync(path.join(dir, 'b.test.ts'), `${head}test('crash', () => { process.abort(); });\ntest.run();\n`);
     // a hang that also leaves a grandchild behind: both must be killed
     writeFileSync(path.join(dir, 'c.test.ts'), `import { spawn } from 'node:child_process';\n${head}` +
-      "test('hang', async () => { spawn('sleep', ['300'], { stdio: 'ignore' }); await new Promise(() => setInterval(() => {}, 1000)); });\ntest.run();\n");
+      "test('hang', async () => { spawn('sleep', ['271828'], { stdio: 'ignore' }); await new Promise(() => setInterval(() => {}, 1000)); });\ntest.run();\n");
     const t0 = Date.now();
     const r = spawnSync(process.execPath, ['scripts/test.mjs'], {
       cwd: ROOT, encoding: 'utf8', timeout: 120_000,
@@ -31,7 +31,7 @@ test('counts: passed, failed, uvu skips and runtime skips with FORCE_COLOR; a cr
     assert.match(r.stdout, /b\.test\.ts: no uvu summary \(exit code null\): counted as one failure/);
     assert.match(r.stdout, /c\.test\.ts: timed out after 5 s: killed, counted as one failure/);
     assert.ok(Date.now() - t0 < 100_000, 'the hang did not hold the run');
-    const sleeping = spawnSync('pgrep', ['-f', '^sleep 300$'], { encoding: 'utf8' });
+    const sleeping = spawnSync('pgrep', ['-f', '^sleep 271828$'], { encoding: 'utf8' });
     assert.is(sleeping.stdout.trim(), '', 'the hung file\'s child was killed with it');
   } finally {
     rmSync(dir, { recursive: true, force: true });

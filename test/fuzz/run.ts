@@ -6,6 +6,8 @@
 //   npm run fuzz -- config --cases 500 --seed 7000
 //   npm run fuzz -- safetensors --seed 1234 --cases 1     (one case again, to reproduce it)
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -28,50 +30,55 @@ export async function runFuzz(target: string, from: number, count: number, opts:
   const end = from + count;
   const caseTimeout = opts.caseTimeoutMs ?? 30_000;
   let next = from;
-  while (next < end) {
-    const stop = Math.min(end, next + (opts.batch ?? 5000));
-    // one worker for seeds [next, stop); it reports each case as it starts
-    const r = await new Promise<{ last: number | null; done: boolean; timedOut: boolean; status: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join('test', 'fuzz', 'worker.ts'), target, String(next), String(stop)],
-        { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-      let buf = '', last: number | null = null, done = false, timedOut = false, stderr = '';
-      let state: 'run' | 'refused' | 'bug' = 'run';
-      // a case that reported nothing else before the next one started (or DONE) returned
-      const finish = () => { if (last !== null && state !== 'bug') res.ok++; };
-      let timer = setTimeout(onTimeout, caseTimeout * 4);  // the first case also waits for the start-up
-      function onTimeout() { timedOut = true; child.kill('SIGKILL'); }
-      child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-2000); });
-      child.stdout.on('data', (d) => {
-        buf += d;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const l = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (l === 'DONE') { finish(); last = null; done = true; continue; }
-          const m = /^([SEB]) (\d+) ?(.*)$/.exec(l);
-          if (!m) continue;
-          const seed = Number(m[2]);
-          if (m[1] === 'S') {
-            finish();
-            last = seed; state = 'run'; res.cases++;
-            clearTimeout(timer); timer = setTimeout(onTimeout, caseTimeout);
-          } else if (m[1] === 'E') { state = 'refused'; res.refused++; } else { state = 'bug'; res.bugs.push(`${target} seed ${seed}: ${m[3]}`); }
-        }
+  const tmp = mkdtempSync(path.join(tmpdir(), 'vt-fuzz-'));
+  try {
+    while (next < end) {
+      const stop = Math.min(end, next + (opts.batch ?? 5000));
+      // one worker for seeds [next, stop); it reports each case as it starts
+      const r = await new Promise<{ last: number | null; done: boolean; timedOut: boolean; status: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', path.join('test', 'fuzz', 'worker.ts'), target, String(next), String(stop)],
+          { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VT_FUZZ_TMP: tmp } });
+        let buf = '', last: number | null = null, done = false, timedOut = false, stderr = '';
+        let state: 'run' | 'refused' | 'bug' = 'run';
+        // a case that reported nothing else before the next one started (or DONE) returned
+        const finish = () => { if (last !== null && state !== 'bug') res.ok++; };
+        let timer = setTimeout(onTimeout, caseTimeout * 4);  // the first case also waits for the start-up
+        function onTimeout() { timedOut = true; child.kill('SIGKILL'); }
+        child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-2000); });
+        child.stdout.on('data', (d) => {
+          buf += d;
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const l = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            if (l === 'DONE') { finish(); last = null; done = true; continue; }
+            const m = /^([SEB]) (\d+) ?(.*)$/.exec(l);
+            if (!m) continue;
+            const seed = Number(m[2]);
+            if (m[1] === 'S') {
+              finish();
+              last = seed; state = 'run'; res.cases++;
+              clearTimeout(timer); timer = setTimeout(onTimeout, caseTimeout);
+            } else if (m[1] === 'E') { state = 'refused'; res.refused++; } else { state = 'bug'; res.bugs.push(`${target} seed ${seed}: ${m[3]}`); }
+          }
+        });
+        child.on('close', (code, sig) => {
+          clearTimeout(timer);
+          resolve({ last, done, timedOut, status: `${code === null ? `signal ${sig}` : `exit ${code}`}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}` });
+        });
       });
-      child.on('close', (code, sig) => {
-        clearTimeout(timer);
-        resolve({ last, done, timedOut, status: `${code === null ? `signal ${sig}` : `exit ${code}`}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}` });
-      });
-    });
-    if (r.done) { next = stop; continue; }
-    // the worker died or hung in case `last` (or before the first): count it, go on after it
-    if (r.last === null) {
-      // the worker did not get to its first case: nothing else would run either
-      res.crashes.push(`${target}: the worker failed before seed ${next} (${r.timedOut ? 'no start-up' : r.status})`);
-      break;
+      if (r.done) { next = stop; continue; }
+      // the worker died or hung in case `last` (or before the first): count it, go on after it
+      if (r.last === null) {
+        // the worker did not get to its first case: nothing else would run either
+        res.crashes.push(`${target}: the worker failed before seed ${next} (${r.timedOut ? 'no start-up' : r.status})`);
+        break;
+      }
+      (r.timedOut ? res.hangs : res.crashes).push(`${target} seed ${r.last}: ${r.timedOut ? `no answer in ${caseTimeout} ms` : r.status}`);
+      next = r.last + 1;
     }
-    (r.timedOut ? res.hangs : res.crashes).push(`${target} seed ${r.last}: ${r.timedOut ? `no answer in ${caseTimeout} ms` : r.status}`);
-    next = r.last + 1;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
   return res;
 }

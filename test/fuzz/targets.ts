@@ -41,8 +41,9 @@ export function acceptable(e: unknown): boolean {
   return !BUG.test(e.message) && e.message.length > 0;
 }
 
-const tmp = mkdtempSync(path.join(tmpdir(), 'vt-fuzz-'));
-process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+// The driver hands its workers a folder it removes itself (a worker that crashes cannot).
+const tmp = process.env.VT_FUZZ_TMP ?? mkdtempSync(path.join(tmpdir(), 'vt-fuzz-'));
+if (!process.env.VT_FUZZ_TMP) process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
 // ---- safetensors ----------------------------------------------------------------------------
 
