@@ -53,7 +53,11 @@ const server = createServer(async (req, res) => {
       res.write(`data: ${JSON.stringify({ sample: e.sample, text: e.text ?? '', done: e.finishReason ?? null })}\n\n`);
     }
     res.write('event: end\ndata: {}\n\n');
-  }).catch((e: Error) => { if (!ac.signal.aborted) res.write(`event: error\ndata: ${JSON.stringify(e.message)}\n\n`); })
+  }).catch((e: Error) => {
+    // a client that left ends its generation (logged, so that an operator sees it happen)
+    if (ac.signal.aborted) console.error('request aborted: the client went away');
+    else res.write(`event: error\ndata: ${JSON.stringify(e.message)}\n\n`);
+  })
     .finally(() => res.end());
   queue = job;
 });

@@ -40,6 +40,23 @@ export function checkNumber(name: string, v: unknown, min = -Infinity, max = Inf
   return v;
 }
 
+/**
+ * The smallest softmax temperature the kernels take. They compute logits / T in float32: below
+ * 1e-6 ordinary logits overflow to inf (and 1e-50 rounds to 0 in float32, a division by zero),
+ * which would turn finite inputs into NaN. Greedy decoding is temperature 0 in generate().
+ */
+export const MIN_TEMPERATURE = 1e-6;
+
+/** A softmax temperature: a finite number >= MIN_TEMPERATURE (or exactly 0 when `greedy` allows it). */
+export function checkTemperature(name: string, v: unknown, opts: { greedy?: boolean } = {}): number {
+  if (typeof v !== 'number' || Number.isNaN(v)) throw typeError(name, 'a number', v);
+  if (opts.greedy && v === 0) return 0;
+  if (!(v >= MIN_TEMPERATURE && v < Infinity)) {
+    throw rangeError(name, `${opts.greedy ? '0 (greedy) or ' : ''}a finite number >= 1e-6 (below it logits / temperature overflow float32)`, v);
+  }
+  return v;
+}
+
 export function checkBoolean(name: string, v: unknown): boolean {
   if (typeof v !== 'boolean') throw typeError(name, 'a boolean', v);
   return v;

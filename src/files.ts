@@ -1,11 +1,30 @@
 // The small JSON files of a Hugging Face checkpoint folder, read one way for every loader.
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-/** Parses a JSON file; a RangeError names the file when it is not valid JSON. */
+/** Files of a checkpoint folder that are read whole (configs, tokenizers): 1 GiB at most. */
+const MAX_TEXT_BYTES = 2 ** 30;
+
+/**
+ * A small file's text, refusing what is not a regular file: opening a named pipe waits for a
+ * writer (forever), reading /dev/zero never ends. Opened non-blocking, checked, then read.
+ */
+export function readRegularFile(file: string): string {
+  const fd = openSync(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new RangeError(`Expected a regular file but ${file} is ${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a named pipe' : 'not one'}`);
+    if (st.size > MAX_TEXT_BYTES) throw new RangeError(`Expected at most ${MAX_TEXT_BYTES} bytes in ${file} but it has ${st.size}`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Parses a JSON file; a RangeError names the file when it is not valid JSON (or not a regular file). */
 export function readJson(file: string): unknown {
   try {
-    return JSON.parse(readFileSync(file, 'utf8'));
+    return JSON.parse(readRegularFile(file));
   } catch (e) {
     throw new RangeError(`Invalid ${file}: ${(e as Error).message}`);
   }

@@ -13,9 +13,10 @@ export type { Targets, GatherOptions, GatherBackwardOptions, LogprobsResult, Lin
   LinearBackwardResult, LinearTile } from './kernels/gather.js';
 export { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, linearCdpo, linearCdpoSync, type AdvantageScale, type CdpoInputs, type CdpoLossArgs, type CdpoLossResult, type CdpoLossType, type CdpoMetrics, type CdpoOptions, type GroupAdvantagesOptions, type ImportanceSampling, type LinearCdpoArgs, type LinearCdpoResult } from './kernels/cdpo.js';
 export { QwenNetwork, QwenOutputs, DEFAULT_LORA_TARGETS, KVCache, qwenConfigFromHF, canonicalName, parameterShapes, ropeIndex, windowIndex, visionPositions,
-  loadCheckpoint, readSafetensors, writeSafetensors, readCheckpointWeights, MAX_HEADER_BYTES } from './model/index.js';
+  loadCheckpoint, loadCheckpointAsync, readSafetensors, readSafetensorsAsync, writeSafetensors, readCheckpointWeights, readCheckpointWeightsAsync,
+  MAX_HEADER_BYTES } from './model/index.js';
 export type { QwenInputs, BackwardOptions, NetworkOptions, TrainOptions, LoraOptions, QwenConfig, QwenVisionConfig, LinearModule, GridThw, Checkpoint,
-  SafetensorsFile } from './model/index.js';
+  CheckpointOptions, ReadOptions, SafetensorsFile } from './model/index.js';
 export { QwenModel, loadModel, generate, generateStream, rollout, rolloutSteps, sampleRows } from './infer/index.js';
 export type { LoadOptions, GenerateOptions, GeneratedSample, GenerateEvent, ChatNetwork, Rollout, RolloutPrompt, RolloutOptions, RolloutToken, SamplingOptions } from './infer/index.js';
 export * from './inputs/index.js';

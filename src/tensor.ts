@@ -1,6 +1,7 @@
 // Tensor: a typed, strided view on native-owned memory. Views (reshape, view, slice,
 // transpose) share storage; dispose() gives a tensor's share back, and the memory is freed when
 // every tensor sharing it is disposed (or collected) and no typed-array view is alive.
+import { constants as bufferConstants } from 'node:buffer';
 import { inspect } from 'node:util';
 
 import { checkInteger, checkNumber, checkOptions, describe, rangeError, typeError } from './errors.js';
@@ -25,6 +26,14 @@ export type AnyTypedArray = Float32Array | Uint16Array | Int32Array | BigInt64Ar
 const VIEW_CTOR: Record<DType, { new(buf: ArrayBuffer, off: number, len: number): AnyTypedArray }> = {
   f32: Float32Array, f16: Uint16Array, bf16: Uint16Array, i32: Int32Array, i64: BigInt64Array, u8: Uint8Array, bool: Uint8Array,
 };
+
+/**
+ * The largest memory a typed-array view can cover: `.data` is a view on one external ArrayBuffer
+ * over the whole storage, which Node makes through a Buffer (2^32 bytes in Node 20). Larger
+ * storages are refused with a RangeError before native code is asked for the buffer (asking
+ * crashed the process: "double free or corruption").
+ */
+const MAX_VIEW_BYTES = bufferConstants.MAX_LENGTH;
 
 /** Shared by all tensors over one storage: counts them so the last dispose frees the memory. */
 class Shared {
@@ -144,7 +153,9 @@ export class Tensor {
       data.forEach((v, i) => { if (typeof v !== 'number') throw typeError(`data[${i}]`, 'a number', v); });
       src = Float32Array.from(data as number[]);
     } else if (ArrayBuffer.isView(data) && !(data instanceof DataView)) {
-      src = data;
+      // Memory shared with other threads is copied into an ordinary buffer first (N-API refuses
+      // to read a SharedArrayBuffer's view: a bare "Invalid argument").
+      src = typeof SharedArrayBuffer !== 'undefined' && data.buffer instanceof SharedArrayBuffer ? (data as Uint8Array).slice() : data;
     } else {
       throw typeError('data', 'a typed array or an array of numbers', data);
     }
@@ -256,6 +267,9 @@ export class Tensor {
     if (this.device !== 'cpu') throw new TypeError(`Expected a CPU tensor for data but it is on ${this.device}: use .to('cpu')`);
     if (!this.isContiguous) throw new TypeError('Expected a contiguous tensor for data but it is a strided view: use .contiguous() or .toArray()');
     const size = DTYPE_SIZE[this.dtype];
+    if (h.bytes > MAX_VIEW_BYTES) {
+      throw new RangeError(`Expected a tensor whose memory fits a JS ArrayBuffer (at most ${MAX_VIEW_BYTES} bytes) for data but received a view on ${h.bytes} bytes: copy a part with slice(...).toArray()`);
+    }
     return new VIEW_CTOR[this.dtype](h.arrayBuffer(), this.offset * size, this.numel) as TypedArrayOf<this['dtype']>;
   }
 
@@ -265,8 +279,14 @@ export class Tensor {
       const c = this.to('cpu');
       try { return c.toArray() as TypedArrayOf<this['dtype']>; } finally { c.dispose(); }
     }
-    if (this.isContiguous) return this.data.slice() as TypedArrayOf<this['dtype']>;
-    const c = this.contiguous();
+    if (this.isContiguous && this.#handle().bytes <= MAX_VIEW_BYTES) return this.data.slice() as TypedArrayOf<this['dtype']>;
+    // Strided, or a view into memory too large for one ArrayBuffer: a native copy of just these
+    // elements first (a small slice of a huge tensor reads like any other).
+    const bytes = this.numel * DTYPE_SIZE[this.dtype];
+    if (bytes > MAX_VIEW_BYTES) {
+      throw new RangeError(`Expected at most ${MAX_VIEW_BYTES} bytes for toArray() (a JS typed array) but received a tensor of ${bytes} bytes: read it in slices (t.slice(...).toArray())`);
+    }
+    const c = this.clone();
     try { return c.data.slice() as TypedArrayOf<this['dtype']>; } finally { c.dispose(); }
   }
 

@@ -1,16 +1,16 @@
 // The CDPO loss and the GRPO family: against a float64 reference of ../shared/docs/cdpo.md written
 // here (every loss type x importance-sampling level x optional old/ref/bias log-probs), against
 // PyTorch autograd (ties of the min, clamp bounds), finite differences, group advantages, errors.
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { backend, setNumThreads, setSimdLevel } from '../src/backend.js';
 import { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, linearCdpo, linearCdpoSync, type CdpoLossArgs, type CdpoOptions, type LinearCdpoArgs } from '../src/kernels/cdpo.js';
+import { linearLogprobsBackwardSync, linearLogprobsSync } from '../src/kernels/gather.js';
 import { Tensor } from '../src/tensor.js';
 import { reference, type Case } from './cdpo_ref.js';
 import { assertRel, rejectsLike, relErr, rng, throwsLike } from './helpers.js';
+import { noPython, runPython, skip } from './skip.js';
 
 /** The f32 view of a tensor (Tensor.data is typed by dtype only when the dtype is static). */
 const f32 = (t: Tensor) => t.data as Float32Array;
@@ -440,7 +440,8 @@ test('linearCdpo: dWeight accumulates into a given tensor; async equals sync; N 
   throwsLike(() => linearCdpoSync({ ...base, targets: new Int32Array(N + 1) }), RangeError, /12 elements for targets but received 13/, 'targets length');
   throwsLike(() => linearCdpoSync({ ...base, weight: Tensor.zeros([V, H + 1]) }), RangeError, /weight of shape \[V, 8\].*\[33, 9\]/, 'H mismatch');
   throwsLike(() => linearCdpoSync({ ...base, hidden: Tensor.zeros([N]) }), RangeError, /2 dimensions \[N, H\] for hidden/, 'hidden ndim');
-  throwsLike(() => linearCdpoSync({ ...base, temperature: 0 }), RangeError, /\(0, .*\] for temperature but received 0/, 'temperature');
+  throwsLike(() => linearCdpoSync({ ...base, temperature: 0 }), RangeError, /a finite number >= 1e-6 .* for temperature but received 0/, 'temperature');
+  throwsLike(() => linearCdpoSync({ ...base, temperature: 1e-50 }), RangeError, /for temperature but received 1e-50/, 'temperature 1e-50 (0 in float32)');
   throwsLike(() => linearCdpoSync({ ...base, dWeight: Tensor.zeros([V, 2]) }), RangeError, /dWeight of shape \[33, 8\]/, 'dWeight shape');
   throwsLike(() => linearCdpoSync({ ...base, seqOffsets: new Int32Array([0, 4, 6, 11]) }), RangeError, /seqOffsets\[3\] = 12/, 'offsets vs N');
   throwsLike(() => linearCdpoSync({ ...base, weight: Tensor.zeros([V, H], 'bf16') }), TypeError, /dtype f32 for weight but received bf16/, 'weight dtype');
@@ -448,8 +449,7 @@ test('linearCdpo: dWeight accumulates into a given tensor; async equals sync; N 
   disposeArgs(a);
 });
 
-test('CUDA: cdpoLoss and linearCdpo on a device equal the CPU results (runs only where a GPU exists)', () => {
-  if (backend().cuda.devices.length === 0) { console.log('  (no CUDA device: skipped)'); return; }
+(backend().cuda.devices.length > 0 ? test : test.skip)('CUDA: cdpoLoss and linearCdpo on a device equal the CPU results (runs only where a GPU exists)', () => {
   const toCuda = (a: Float32Array, shape?: number[]) => { using t = Tensor.from(a, shape); return t.to('cuda'); };
   for (const importanceSampling of LEVELS) for (const lossType of LOSS_TYPES) {
     const c = makeCase(990, [5, 1, 9, 0, 3, 700], { importanceSampling, lossType, betaRef: 0.05, delta: 1.3 }, { old: true, ref: true, bias: true });
@@ -515,13 +515,9 @@ test('linearCdpo: PyTorch autograd through matmul + log_softmax + gather + the l
     return out;
   });
   const json = JSON.stringify(cases.map(({ c, h, w, tg }) => ({ h: Array.from(h), w: Array.from(w), tg: Array.from(tg), H, T, old: Array.from(c.old!), ref: Array.from(c.ref!), bias: Array.from(c.bias!), adv: Array.from(c.adv), off: Array.from(c.off), opts: c.opts })));
-  const r = spawnSync(PY, ['-c', TORCH_SCRIPT], { input: json, encoding: 'utf8' });
-  if (r.status !== 0 || r.error) {
-    if (process.env.CI) assert.unreachable(`PyTorch (python3-torch) is required in CI: ${r.stderr || r.error}`);
-    console.warn('  SKIPPED: PyTorch reference unavailable');
-    return;
-  }
-  const torch = JSON.parse(r.stdout) as { loss: number; dh: number[]; dw: number[] }[];
+  const out = runPython(['-c', TORCH_SCRIPT], ['torch'], { input: json });
+  if (out === null) return skip(noPython(['torch']));
+  const torch = JSON.parse(out) as { loss: number; dh: number[]; dw: number[] }[];
   results.forEach((got, i) => {
     assert.ok(scalarRel(got.loss, torch[i]!.loss) < 1e-5, `torch linear ${i}: loss ${got.loss} vs ${torch[i]!.loss}`);
     assertRel(got.dH, torch[i]!.dh, 1e-5, `torch linear ${i}: dHidden`);
@@ -529,22 +525,10 @@ test('linearCdpo: PyTorch autograd through matmul + log_softmax + gather + the l
   });
 });
 
-// The unfused sequence of the log-prob family (issue 4's API), when it is in the tree.
-interface LogprobsModule {
-  linearLogprobsSync(hidden: Tensor, weight: Tensor, targets: Int32Array, opts?: { temperature?: number }): { logprobs: Tensor; lse: Tensor };
-  linearLogprobsBackwardSync(hidden: Tensor, weight: Tensor, targets: Int32Array, lse: Tensor, dLogprobs: Tensor, opts?: { temperature?: number }): { dHidden: Tensor; dWeight: Tensor };
-}
+// The unfused sequence of the log-prob family (src/kernels/gather.ts).
+const lp = { linearLogprobsSync, linearLogprobsBackwardSync };
 
-test('linearCdpo equals linearLogprobs + cdpoLoss + linearLogprobsBackward (< 1e-5), when the log-prob family is built', async () => {
-  if (!existsSync(new URL('../src/kernels/gather.ts', import.meta.url))) { console.log('  (src/kernels/gather.ts not in this tree: skipped)'); return; }
-  let lp: LogprobsModule;
-  try {
-    lp = await import('../src/kernels/gather.js' as string) as LogprobsModule;
-    lp.linearLogprobsSync(Tensor.zeros([1, 2]), Tensor.zeros([3, 2]), new Int32Array(1)).logprobs.dispose();
-  } catch (e) {
-    console.log(`  (the log-prob family is not usable in this build: ${(e as Error).message.split('\n')[0]}; skipped)`);
-    return;
-  }
+test('linearCdpo equals linearLogprobs + cdpoLoss + linearLogprobsBackward (< 1e-5)', () => {
   const H = 32, V = 1000, T = 0.9;
   let seed = 1200;
   for (const importanceSampling of LEVELS) for (const lossType of ['grpo', 'dapo'] as const) {
@@ -608,7 +592,6 @@ test('groupAdvantages: group / batch / none scaling against float64; equal group
 
 // ---- PyTorch autograd ----
 
-const PY = process.env.VT_PYTHON ?? '/usr/bin/python3';
 const TORCH_SCRIPT = String.raw`
 import json, sys, torch
 out = []
@@ -680,13 +663,9 @@ test('PyTorch autograd agrees: loss, gradient through both min branches, ties an
   k.lp.set([-12, -1, -2]); k.ref!.set([-1, -12, 9.5]); k.bias!.set([-1, -12, -13.5]);
   cases.push(k);
   const json = JSON.stringify(cases.map((c) => ({ lp: Array.from(c.lp), old: c.old && Array.from(c.old), ref: c.ref && Array.from(c.ref), bias: c.bias && Array.from(c.bias), adv: Array.from(c.adv), off: Array.from(c.off), opts: c.opts })));
-  const r = spawnSync(PY, ['-c', TORCH_SCRIPT], { input: json, encoding: 'utf8' });
-  if (r.status !== 0 || r.error) {
-    if (process.env.CI) assert.unreachable(`PyTorch (python3-torch) is required in CI: ${r.stderr || r.error}`);
-    console.warn(`  SKIPPED: PyTorch reference unavailable (${(r.stderr || String(r.error)).split('\n').filter(Boolean).pop()})`);
-    return;
-  }
-  const torch = JSON.parse(r.stdout) as { loss: number; grad: number[] }[];
+  const out = runPython(['-c', TORCH_SCRIPT], ['torch'], { input: json });
+  if (out === null) return skip(noPython(['torch']));
+  const torch = JSON.parse(out) as { loss: number; grad: number[] }[];
   cases.forEach((c, i) => {
     const a = args(c);
     const got = cdpoLossSync(a);

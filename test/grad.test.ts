@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { Tensor } from '../src/tensor.js';
 import type { QwenModel } from '../src/index.js';
 import { assertRel, randomF32, rejectsLike, throwsLike } from './helpers.js';
+import { noPython, skip } from './skip.js';
 import { CASES, HF, IMG, PATCH, VE, VID, VS, f32, forwardCase, keep, makeWeights, runRef, toModel, imageGrid, imagePixels, videoGrid, videoPixels,
   type Case, type HFConfig } from './qwen_fixture.js';
 
@@ -47,7 +48,7 @@ for (const [name, c] of Object.entries(GRAD_CASES)) {
     const { model, stored } = toModel(W, 'f32', { train: true });
     const dHidden = cotangent(c, HF.hidden_size, 11);
     const ref = runRef(c, stored, W.shapes, { dHidden });
-    if (!ref) return;
+    if (!ref) return skip(noPython(['torch']));
     const out = forwardCase(model, c, { grad: true });
     assertRel(keep(f32(out.hidden), c.mask, HF.hidden_size), keep(ref.hidden!, c.mask, HF.hidden_size), 3e-5, 'hidden (same forward)');
     model.backwardSync(out, { dHidden: Tensor.from(dHidden, out.hidden.shape) });
@@ -67,7 +68,7 @@ for (const tied of [false, true]) {
     const c = CASES.imageVideo!;
     const dLogits = cotangent(c, HF.vocab_size, 12);
     const ref = runRef(c, stored, w.shapes, { dLogits, config: hf });
-    if (!ref) return;
+    if (!ref) return skip(noPython(['torch']));
     const out = forwardCase(model, c, { grad: true });
     model.backwardSync(out, { dLogits: Tensor.from(dLogits, out.logits!.shape) });
     compareGrads(model, ref.grads, 1e-4, tied ? 'tied' : 'untied');
@@ -203,7 +204,7 @@ test('LoRA: only adapters train; their gradients equal the reference with merged
   }
   const dHidden = cotangent(c, HF.hidden_size, 51);
   const ref = runRef(c, stored, W.shapes, { dHidden, lora: { rank, alpha, weights: lw } });
-  if (!ref) return;
+  if (!ref) return skip(noPython(['torch']));
   const out = forwardCase(model, c, { grad: true });
   assertRel(f32(out.hidden), ref.hidden!, 3e-5, 'hidden with adapters');
   model.backwardSync(out, { dHidden: Tensor.from(dHidden, out.hidden.shape) });

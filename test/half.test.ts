@@ -1,7 +1,6 @@
 // f16 / bf16 conversions: bit-exact for all 65536 patterns and for many f32 inputs, against an
 // independent float64 JS reference and against numpy (f16) and PyTorch (bf16) when Python has them
 // (CI installs python3-numpy and python3-torch; there a missing reference is a failure).
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +10,7 @@ import { compareUint8Arrays } from 'typed-array-utils';
 
 import { backend, setSimdLevel, Tensor } from '../src/index.js';
 import { rng } from './helpers.js';
+import { noPython, runPython, skip } from './skip.js';
 
 const LEVELS = (['scalar', 'avx2', 'avx512'] as const).filter((l) =>
   l === 'scalar' || (l === 'avx2' && backend().simd.avx2) || (l === 'avx512' && backend().bestKernels === 'avx512'));
@@ -107,7 +107,6 @@ function firstMismatch(got: Uint32Array | Uint16Array, want: Uint32Array | Uint1
 }
 
 // ---- Python references (numpy for f16, PyTorch for bf16) ----
-const PY = process.env.VT_PYTHON ?? '/usr/bin/python3';
 function pythonRefs(): { f16to32: Uint32Array; f32to16: Uint16Array; torch16to32?: Uint32Array; torchBf16?: Uint16Array } | null {
   const dir = mkdtempSync(path.join(tmpdir(), 'vt-half-'));
   try {
@@ -128,8 +127,8 @@ try:
 except ImportError:
     pass
 `;
-    const r = spawnSync(PY, ['-c', script, dir], { encoding: 'utf8' });
-    if (r.status !== 0) return null;
+    // null only when numpy is missing; a script that fails is a test failure (runPython)
+    if (runPython(['-c', script, dir], ['numpy']) === null) return null;
     const rd = (f: string) => { try { return readFileSync(path.join(dir, f)); } catch { return null; } };
     const a = rd('f16to32.bin')!, b = rd('f32to16.bin')!, c = rd('t16to32.bin'), e = rd('tbf16.bin');
     return {
@@ -146,25 +145,20 @@ except ImportError:
 const REF_F16_TO_F32 = Uint32Array.from(ALL16, refF16ToF32);
 const REF_F32_TO_F16 = Uint16Array.from(F32IN, refF32ToF16);
 const REF_F32_TO_BF16 = Uint16Array.from(F32IN, refF32ToBf16);
-const py = pythonRefs();
+let pyCache: ReturnType<typeof pythonRefs> | undefined;
+const refs = () => (pyCache === undefined ? (pyCache = pythonRefs()) : pyCache);
 const isNaN32 = (u: number) => (u & 0x7fffffff) > 0x7f800000;
 
 test('the JS reference agrees with numpy on every pattern (checks the reference itself)', () => {
-  if (!py) {
-    if (process.env.CI) assert.unreachable(`numpy is required in CI (${PY} -c "import numpy")`);
-    console.warn('  SKIPPED: numpy not found; install python3-numpy to cross-check the reference');
-    return;
-  }
+  const py = refs();
+  if (!py) return skip(noPython(['numpy']));
   assert.ok(compareUint8Arrays(bytes(py.f16to32), bytes(REF_F16_TO_F32)), `f16->f32 ${firstMismatch(REF_F16_TO_F32, py.f16to32, ALL16)}`);
   assert.ok(compareUint8Arrays(bytes(py.f32to16), bytes(REF_F32_TO_F16)), `f32->f16 ${firstMismatch(REF_F32_TO_F16, py.f32to16, F32IN)}`);
 });
 
 test('bf16 reference agrees with PyTorch on every non-NaN input', () => {
-  if (!py?.torchBf16) {
-    if (process.env.CI) assert.unreachable('PyTorch (python3-torch) is required in CI');
-    console.warn('  SKIPPED: PyTorch not found');
-    return;
-  }
+  const py = refs();
+  if (!py?.torchBf16) return skip(noPython(['numpy', 'torch']));
   let bad = 0, first = '';
   for (let i = 0; i < F32IN.length; i++) {
     if (isNaN32(F32IN[i]!)) continue;

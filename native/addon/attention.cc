@@ -6,6 +6,7 @@
 #include <string>
 
 #include "napi_util.h"
+#include "owned_copy.h"
 #include "../kernels/attention/attention.h"
 
 namespace vt {
@@ -14,9 +15,11 @@ namespace {
 
 TensorArg t3(const Napi::Value& v, const char* name) { return contiguous_arg(v, name, {DType::F32}, 3, "[tokens, heads, D]"); }
 
+// The offsets are copied first and validated on the copy the worker reads (owned_copy.h).
 TensorArg cu_arg(const Napi::Value& v, const char* name, int64_t total) {
   TensorArg t = contiguous_arg(v, name, {DType::I32}, 1, "[batch + 1]");
   require_cpu(t);
+  t = owned_copy(t);
   if (t.shape[0] < 1) throw_range(std::string("Expected at least one element for ") + name + " but received shape " + t.shape_str());
   const int32_t* p = t.ptr<int32_t>();
   if (p[0] != 0) throw_range(std::string("Expected ") + name + "[0] = 0 but received " + std::to_string(p[0]));

@@ -9,6 +9,7 @@
 
 #include "napi_util.h"
 #include "cdpo_args.h"
+#include "owned_copy.h"
 
 namespace vt {
 namespace addon {
@@ -47,8 +48,8 @@ CdpoArgs cdpo_args(const Napi::CallbackInfo& info, int first, int64_t N, int dev
   a.ref = opt_vec(first + 1, "refLogprobs");
   a.bias = opt_vec(first + 2, "biasLogprobs");
   a.adv = vec_arg(info[first + 3], "advantages", DType::F32);
-  a.off = vec_arg(info[first + 4], "seqOffsets", DType::I32);
-  require_cpu(a.off);
+  // Validated on the copy the worker reads (owned_copy.h).
+  a.off = owned_copy(vec_arg(info[first + 4], "seqOffsets", DType::I32));
   if (a.adv.storage->device != device) throw_type(std::string("Expected advantages on the device of ") + logp_name);
   const int64_t B = a.off.shape[0] - 1;
   if (B < 1)
@@ -162,8 +163,8 @@ Napi::Value CdpoLoss(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value GroupAdvantages(const Napi::CallbackInfo& info) {
-  TensorArg r = vec_arg(info[0], "rewards", DType::F32);
-  require_cpu(r);
+  // Checked finite on the copy the worker reads (owned_copy.h).
+  TensorArg r = owned_copy(vec_arg(info[0], "rewards", DType::F32));
   const int64_t B = r.shape[0];
   const double G = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : NAN;
   if (!(G >= 1 && std::floor(G) == G)) throw_range("Expected an integer >= 1 for groupSize");

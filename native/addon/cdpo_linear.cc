@@ -8,6 +8,7 @@
 
 #include "napi_util.h"
 #include "cdpo_args.h"
+#include "owned_copy.h"
 #include "../kernels/cdpo/cdpo_linear.h"
 
 namespace vt {
@@ -25,7 +26,8 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
   require_contiguous(hidden);
   require_contiguous(weight);
   require_contiguous(targets);
-  require_cpu(targets);
+  // Validated on the copy the worker reads (owned_copy.h).
+  targets = owned_copy(targets);
   const int device = hidden.storage->device;
   if (weight.storage->device != device) throw_type("Expected weight on the device of hidden");
   const int64_t N = hidden.shape[0], H = hidden.shape[1], V = weight.shape[0];
@@ -39,7 +41,8 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
     if (tg[i] < 0 || tg[i] >= V)
       throw_range("Expected token ids in [0, " + std::to_string(V) + ") for targets but targets[" + std::to_string(i) + "] = " + std::to_string(tg[i]));
   const double temp = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : NAN;
-  if (!(temp > 0 && std::isfinite(temp))) throw_range("Expected a finite number > 0 for temperature");
+  // float32 logits / T overflow below 1e-6 (MIN_TEMPERATURE in src/errors.ts).
+  if (!(temp >= 1e-6 && std::isfinite(temp))) throw_range("Expected a finite number >= 1e-6 for temperature");
   auto args = std::make_shared<CdpoArgs>(cdpo_args(info, 4, N, device, "hidden"));
   const bool async = opt_bool(info[10], false);
   auto lp = std::make_shared<LinearCdpoParams>();

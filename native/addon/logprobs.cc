@@ -11,6 +11,7 @@
 #include <string>
 
 #include "napi_util.h"
+#include "owned_copy.h"
 #include "../core/cuda_api.h"
 #include "../kernels/logprobs/logprobs.h"
 
@@ -30,9 +31,10 @@ TensorArg vec(const Napi::Value& v, const char* name, DType dt, int64_t n, int d
   return t;
 }
 
-// Targets: i32 on the CPU, each in [0, V).
+// Targets: i32 on the CPU, each in [0, V); copied first and validated on the copy the worker
+// reads (owned_copy.h).
 TensorArg targets_arg(const Napi::Value& v, int64_t N, int64_t V) {
-  TensorArg t = vec(v, "targets", DType::I32, N, -1);
+  TensorArg t = owned_copy(vec(v, "targets", DType::I32, N, -1));
   const int32_t* p = t.ptr<int32_t>();
   for (int64_t i = 0; i < N; ++i)
     if (p[i] < 0 || p[i] >= V)
@@ -41,10 +43,12 @@ TensorArg targets_arg(const Napi::Value& v, int64_t N, int64_t V) {
   return t;
 }
 
+// The kernels compute logits / T in float32: below 1e-6 (MIN_TEMPERATURE in src/errors.ts)
+// ordinary logits overflow, and a tiny T rounds to 0 in float32 (a division by zero).
 float temperature_arg(const Napi::Value& v) {
   if (!v.IsNumber()) throw_type("Expected a number for temperature");
   const double t = v.As<Napi::Number>().DoubleValue();
-  if (!(t > 0) || !std::isfinite(t)) throw_range("Expected temperature > 0 and finite but received " + std::to_string(t));
+  if (!(t >= 1e-6) || !std::isfinite(t)) throw_range("Expected a finite temperature >= 1e-6 but received " + std::to_string(t));
   return float(t);
 }
 

@@ -22,8 +22,10 @@ namespace vexp {
 // e^-87 = 1.6e-38, the smallest normal range: never a denormal (denormal arithmetic costs a
 // microcode assist per operation: with logits spread over ~100, that made row sums 5x slower),
 // and no sum of values >= 1 notices it.
+// A NaN input gives NaN: max/min return their second operand when either is NaN, so the
+// clamps take the constant first (a NaN score or logit must not turn into a weight of e^-87).
 static inline __m512 exp512_nonpos(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
@@ -34,7 +36,7 @@ static inline __m512 exp512_nonpos(__m512 x) {
 // Any x: exactly 0 below -87.3 (so -inf adds nothing), inf above 88.7.
 static inline __m512 exp512(__m512 x) {
   const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
-  const __m512 e = exp512_nonpos(_mm512_min_ps(x, _mm512_set1_ps(88.7f)));
+  const __m512 e = exp512_nonpos(_mm512_min_ps(_mm512_set1_ps(88.7f), x));
   return _mm512_mask_mov_ps(e, tiny, _mm512_setzero_ps());
 }
 #endif
@@ -44,8 +46,8 @@ static inline __m512 exp512(__m512 x) {
 // that n = 128 stays finite where it should.
 static inline __m256 exp256(__m256 x) {
   const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-  x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
+  x = _mm256_max_ps(_mm256_set1_ps(-87.3f), x);  // constant first: NaN stays NaN (see exp512_nonpos)
+  x = _mm256_min_ps(_mm256_set1_ps(88.7f), x);
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);

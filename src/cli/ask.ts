@@ -1,6 +1,6 @@
 // videothinker ask: a question about a video, answered by a checkpoint folder; streamed to stdout.
 import { loadModel, VIDEOTHINKER_VIDEO_OPTIONS as VT_VIDEO } from '../index.js';
-import { COMMON_HELP, num, parse } from './args.js';
+import { COMMON_HELP, int, num, outputClosed, parse } from './args.js';
 
 export const summary = 'answers a question about a video with a Qwen2.5-VL checkpoint folder; the answer streams to stdout';
 export const help = `Usage: videothinker ask MODEL_DIR "QUESTION" [--video FILE] [options]
@@ -26,32 +26,42 @@ export async function run(argv: string[]): Promise<number> {
   const values = a.values;
   const [dir, question] = a.positionals;
   if (!dir || question === undefined) throw new TypeError(`Expected 'ask MODEL_DIR "QUESTION"' but received ${a.positionals.length} arguments`);
+  const n = int('n', values.n, 1)!;
+  const opts = {
+    prompt: question, n,
+    maxNewTokens: int('max-new-tokens', values['max-new-tokens'], 512), temperature: num('temperature', values.temperature, 0),
+    topP: num('top-p', values['top-p']), topK: int('top-k', values['top-k']), seed: int('seed', values.seed),
+    videoOptions: { fps: num('fps', values.fps, VT_VIDEO.fps), minFrames: int('min-frames', values['min-frames'], VT_VIDEO.minFrames),
+      maxFrames: int('max-frames', values['max-frames'], VT_VIDEO.maxFrames), maxPixels: int('max-pixels', values['max-pixels'], VT_VIDEO.maxPixels) },
+    ...(values.video !== undefined ? { video: values.video } : {}),
+    ...(values.system !== undefined ? { system: values.system } : {}),
+  };
   const model = await loadModel(dir);
+  // Ctrl-C stops the answer (exit 130, as a shell reports an interrupted command); a closed stdout
+  // (EPIPE) stops it too (exit 0: the reader has what it wanted). Neither is an error to print.
   const ac = new AbortController();
-  const stop = () => ac.abort();
+  let interrupted = false;
+  const stop = () => { interrupted = true; ac.abort(); };
+  const closed = () => ac.abort();
   process.once('SIGINT', stop);
+  outputClosed.signal.addEventListener('abort', closed, { once: true });
   try {
-    const n = num('n', values.n, 1)!;
-    const opts = {
-      prompt: question, signal: ac.signal, n,
-      maxNewTokens: num('max-new-tokens', values['max-new-tokens'], 512), temperature: num('temperature', values.temperature, 0),
-      topP: num('top-p', values['top-p']), topK: num('top-k', values['top-k']), seed: num('seed', values.seed),
-      videoOptions: { fps: num('fps', values.fps, VT_VIDEO.fps), minFrames: num('min-frames', values['min-frames'], VT_VIDEO.minFrames),
-        maxFrames: num('max-frames', values['max-frames'], VT_VIDEO.maxFrames), maxPixels: num('max-pixels', values['max-pixels'], VT_VIDEO.maxPixels) },
-      ...(values.video !== undefined ? { video: values.video } : {}),
-      ...(values.system !== undefined ? { system: values.system } : {}),
-    };
+    if (outputClosed.signal.aborted) return 0;
+    const request = { ...opts, signal: ac.signal };
     if (n === 1) {
-      for await (const e of model.generateStream(opts)) process.stdout.write(e.text ?? '');
+      for await (const e of model.generateStream(request)) process.stdout.write(e.text ?? '');
       process.stdout.write('\n');
     } else {
-      const samples = await model.generate(opts);
+      const samples = await model.generate(request);
       samples.forEach((s, i) => console.log(`--- sample ${i} (${s.finishReason}, ${s.tokens.length} tokens)\n${s.text ?? s.tokens.join(' ')}`));
     }
+  } catch (e) {
+    if (!ac.signal.aborted) throw e;
   } finally {
     process.off('SIGINT', stop);
+    outputClosed.signal.removeEventListener('abort', closed);
     model.dispose();
     model.checkpoint.dispose();
   }
-  return ac.signal.aborted ? 130 : 0;
+  return interrupted ? 130 : 0;
 }

@@ -1,6 +1,6 @@
 // videothinker check: a matmul against a float64 reference, timed.
 import { matmul, Tensor } from '../index.js';
-import { COMMON_HELP, parse } from './args.js';
+import { COMMON_HELP, int, parse } from './args.js';
 
 export const summary = 'runs a matmul against a float64 reference and times it';
 export const help = `Usage: videothinker check [--size N]
@@ -14,8 +14,8 @@ export async function run(argv: string[]): Promise<number> {
   const a0 = parse('check', argv, { size: { type: 'string' } }, 0);
   if (!a0) { console.log(help); return 0; }
   const size = a0.values.size;
-  const n = Number(size ?? 512);
-  if (!Number.isInteger(n) || n < 1 || n > 8192) throw new RangeError(`Expected an integer in [1, 8192] for --size but received ${size}`);
+  const n = int('size', size, 512)!;
+  if (n < 1 || n > 8192) throw new RangeError(`Expected an integer in [1, 8192] for --size but received ${size}`);
   using a = Tensor.randn([n, n], { seed: 1 });
   using b = Tensor.randn([n, n], { seed: 2 });
   const t0 = performance.now();

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `videothinker` command: finds the command name, then the command parses its own options.
 import { backend } from '../index.js';
-import { UsageError } from './args.js';
+import { outputClosed, UsageError } from './args.js';
 import * as ask from './ask.js';
 import * as check from './check.js';
 import * as evalCmd from './eval.js';
@@ -74,6 +74,13 @@ async function main(argv: string[]): Promise<number> {
   }
   return cmd.run(rest);
 }
+
+// The reader of stdout went away (`videothinker ask ... | head -c 1`): stop what streams to it
+// (outputClosed) and swallow the write errors that follow, instead of dying with a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE' || outputClosed.signal.aborted) { outputClosed.abort(); return; }
+  throw e;
+});
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: unknown) => {
   if (e instanceof UsageError) {

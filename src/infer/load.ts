@@ -4,10 +4,14 @@
 // tokenizer.json (+ tokenizer_config.json, chat template, generation_config.json) gives
 // model.tokenizer, and a vision model gets model.processor (preprocessor_config.json or the
 // defaults): together they let generate() take a question.
-import { checkOptions, typeError } from '../errors.js';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import { checkBoolean, checkOptions, typeError } from '../errors.js';
+import { readJson } from '../files.js';
 import { QwenProcessor } from '../inputs/processor.js';
 import { QwenTokenizer } from '../inputs/tokenizer.js';
-import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import { loadCheckpointAsync, type Checkpoint } from '../model/checkpoint.js';
 import { qwenConfigFromHF } from '../model/config.js';
 import type { TrainOptions } from '../model/qwen.js';
 import { readAdapter, type AdapterInfo } from '../model/save.js';
@@ -25,22 +29,38 @@ export interface LoadOptions {
    * model gets its adapters (trainable, the rest frozen, unless `train` says more).
    */
   adapter?: string;
+  /**
+   * Memory-map the weight files (default: true for inference, false with `train`). Mapped weights
+   * load at once and share the page cache, but the files must not be truncated or rewritten in
+   * place while the model lives (SIGBUS; generate() checks the files before each request and
+   * refuses changed ones). false reads them into memory (on a worker thread): a training run of
+   * hours then does not depend on files another process may overwrite.
+   */
+  mmap?: boolean;
 }
 
 /**
  * Loads the checkpoint folder `dir` (config.json + *.safetensors, sharded or not; weights are
- * memory-mapped and, for inference, stay in their stored dtype) as a QwenModel. The loader's
+ * memory-mapped or read (`mmap`) and, for inference, stay in their stored dtype) as a QwenModel.
+ * config.json is validated before any weight is read; a mapped shard changed in place while the
+ * later ones loaded is an error. The loader's
  * result (config, metadata, chat template) is kept as `model.checkpoint`; model.dispose() does
  * not unmap the weights, model.checkpoint.dispose() does.
  */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<QwenModel & { checkpoint: Checkpoint }> {
   if (typeof dir !== 'string' || dir === '') throw typeError('dir', 'a checkpoint folder path', dir);
   checkOptions('options', opts);
-  const ck = loadCheckpoint(dir);
+  const mmap = opts.mmap === undefined ? (opts.train === undefined || opts.train === false) : checkBoolean('options.mmap', opts.mmap);
+  // config.json first: a hostile one (num_hidden_layers: 1e9) fails before any weight is read.
+  const cfgFile = path.join(dir, 'config.json');
+  if (!existsSync(cfgFile)) throw new RangeError(`Expected ${cfgFile}: a Hugging Face checkpoint folder has config.json and *.safetensors`);
+  const json = readJson(cfgFile);
+  const config = qwenConfigFromHF(json);
+  const ck = await loadCheckpointAsync(dir, { config: json, mmap });
+  let model: (QwenModel & { checkpoint: Checkpoint }) | undefined;
+  let adapter: AdapterInfo | undefined;
   try {
-    const config = qwenConfigFromHF(ck.config);
     let train = opts.train;
-    let adapter: AdapterInfo | undefined;
     if (opts.adapter !== undefined) {
       if (typeof opts.adapter !== 'string' || opts.adapter === '') throw typeError('adapter', 'a PEFT adapter folder path', opts.adapter);
       adapter = readAdapter(opts.adapter);
@@ -49,31 +69,32 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Qw
       const base = typeof train === 'object' ? train : {};
       train = { ...base, lora: { rank: adapter.rank, alpha: adapter.alpha, targets: modules } };
     }
-    let model: QwenModel & { checkpoint: Checkpoint };
-    try {
-      model = await QwenModel.create(config, ck.weights, { ...(train !== undefined ? { train } : {}) }) as QwenModel & { checkpoint: Checkpoint };
-      if (adapter) {
-        const params = model.parameters();
-        for (const [name, t] of params) {
-          const src = adapter.tensors.get(name);
-          if (!src) throw new RangeError(`Expected ${name} in the adapter ${opts.adapter} but it is missing`);
-          if (src.shape.join() !== t.shape.join()) throw new RangeError(`Expected ${name} of shape [${t.shape.join(', ')}] in the adapter but received [${src.shape.join(', ')}]`);
-          const f = src.dtype === 'f32' ? src : src.to('f32');
-          (t.data as Float32Array).set(f.data as Float32Array);
-          if (f !== src) f.dispose();
-        }
-        for (const k of adapter.tensors.keys()) {
-          if (!params.has(k)) throw new RangeError(`The adapter ${opts.adapter} has ${k}, which this model has no parameter for (only the linear layers of both towers take LoRA here)`);
-        }
+    model = await QwenModel.create(config, ck.weights, { ...(train !== undefined ? { train } : {}) }) as QwenModel & { checkpoint: Checkpoint };
+    if (adapter) {
+      const params = model.parameters();
+      for (const [name, t] of params) {
+        const src = adapter.tensors.get(name);
+        if (!src) throw new RangeError(`Expected ${name} in the adapter ${opts.adapter} but it is missing`);
+        if (src.shape.join() !== t.shape.join()) throw new RangeError(`Expected ${name} of shape [${t.shape.join(', ')}] in the adapter but received [${src.shape.join(', ')}]`);
+        const f = src.dtype === 'f32' ? src : src.to('f32');
+        (t.data as Float32Array).set(f.data as Float32Array);
+        if (f !== src) f.dispose();
       }
-    } finally { adapter?.dispose(); }
+      for (const k of adapter.tensors.keys()) {
+        if (!params.has(k)) throw new RangeError(`The adapter ${opts.adapter} has ${k}, which this model has no parameter for (only the linear layers of both towers take LoRA here)`);
+      }
+    }
     model.checkpoint = ck;
     const tokenizer = QwenTokenizer.fromDir(dir);
     if (tokenizer) model.tokenizer = tokenizer;
     if (model.config.vision) model.processor = QwenProcessor.fromDir(dir);
+    ck.verify();
     return model;
   } catch (e) {
+    model?.dispose();
     ck.dispose();
     throw e;
+  } finally {
+    adapter?.dispose();
   }
 }

@@ -108,12 +108,14 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
   const first = Tensor.empty([R, V]);
   try {
     cache = model.createCache(R, maxLen);
-    const km = cache.keyMask.data as Uint8Array;
+    // One sample of one prompt decodes in the prompt's own cache: nothing is copied (a cache too
+    // large for a typed-array view, over 4 GiB, still works).
+    const single = R === 1;
     for (let p = 0; p < prompts.length; p++) {
       signal?.throwIfAborted();
       const pr = prompts[p]!;
       const len = pr.inputIds.length;
-      const own = model.createCache(1, len);
+      const own = single ? cache : model.createCache(1, len);
       try {
         const ids = Tensor.from(pr.inputIds, [1, len]);
         const out = await model.forward({
@@ -124,6 +126,12 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
         ids.dispose();
         out.hidden.dispose();
         const lg = out.logits!.data as Float32Array;
+        if (single) {
+          (first.data as Float32Array).set(lg);
+          out.logits!.dispose();
+          continue;
+        }
+        const km = cache.keyMask.data as Uint8Array;
         // Left-pad the prompt inside the batch cache: its keys end at position P like every row's.
         const per = maxLen * cache.kvHeads * cache.headDim, rowUsed = len * cache.kvHeads * cache.headDim;
         const off = (P - len) * cache.kvHeads * cache.headDim;
@@ -143,7 +151,7 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
           (first.data as Float32Array).set(lg, r * V);
         }
         out.logits!.dispose();
-      } finally { own.dispose(); }
+      } finally { if (!single) own.dispose(); }
     }
     cache.past = P;
     // A completion never holds an image / video placeholder: its embedding would be taken for a

@@ -14,10 +14,10 @@
 //      (0, 3, 6, 4, 7, 2, 1, 5, 8) and flattened to [gt*gh*gw, C*tp*ps*ps] (f32).
 //
 // Everything but the final Tensor is plain JS (no native code).
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { checkInteger, checkNumber, checkOptions, rangeError, typeError } from '../errors.js';
+import { readRegularFile } from '../files.js';
 import { Tensor } from '../tensor.js';
 import type { GridThw } from '../model/positions.js';
 import { decodeVideo, FRAME_FACTOR, planFrames, type RGBImage, type SampleOptions, type ToolOptions } from './video.js';
@@ -54,6 +54,14 @@ export const DEFAULT_PROCESSOR_CONFIG: Readonly<ProcessorConfig> = Object.freeze
 export const VIDEO_MIN_PIXELS = 128 * 28 * 28;
 export const VIDEO_MAX_PIXELS = 768 * 28 * 28;
 export const VIDEO_TOTAL_PIXELS = Math.trunc(128000 * 28 * 28 * 0.9);
+/**
+ * Most pixels one resized frame may have: 2^26 (8192 x 8192), 5x the largest image budget of
+ * Qwen2.5-VL (28 * 28 * 16384). A budget such as minPixels 1e12 asked for terabytes and failed
+ * with "Invalid typed array length".
+ */
+export const MAX_FRAME_PIXELS = 2 ** 26;
+/** Most f32 values the patches of one call may take (4 GiB). */
+export const MAX_PATCH_VALUES = 2 ** 30;
 /** Largest ratio of the long to the short side smartResize accepts. */
 export const MAX_ASPECT_RATIO = 200;
 
@@ -95,6 +103,9 @@ export function smartResize(height: number, width: number, factor = 28, minPixel
     const beta = Math.sqrt(minPixels / (height * width));
     h = Math.ceil((height * beta) / factor) * factor;
     w = Math.ceil((width * beta) / factor) * factor;
+  }
+  if (h * w > MAX_FRAME_PIXELS) {
+    throw new RangeError(`Expected a pixel budget (minPixels ${minPixels}, maxPixels ${maxPixels}) that resizes ${height}x${width} to at most ${MAX_FRAME_PIXELS} pixels but it gives ${h}x${w}`);
   }
   return [h, w];
 }
@@ -334,7 +345,11 @@ export class PatchWriter {
     const gt = this.#padded / tp, gh = height / ps, gw = width / ps;
     this.gridThw = [gt, gh, gw];
     this.rowLength = 3 * tp * ps * ps;
-    this.out = new Float32Array(gt * gh * gw * this.rowLength);
+    const values = gt * gh * gw * this.rowLength;
+    if (values > MAX_PATCH_VALUES) {
+      throw new RangeError(`Expected at most ${MAX_PATCH_VALUES} pixel values per call but ${frames} frames of ${height}x${width} need ${values}: lower maxPixels, totalPixels or the frame count`);
+    }
+    this.out = new Float32Array(values);
     // Row of a patch: ((t*(gh/m) + bh)*(gw/m) + bw)*m*m + mh*m + mw; column: ((c*tp + tt)*ps + py)*ps + px.
     this.#xRow = new Int32Array(width); this.#xCol = new Int32Array(width);
     for (let x = 0; x < width; x++) {
@@ -430,9 +445,19 @@ export interface VideoOptions extends SampleOptions, ToolOptions {
   minPixels?: number;
   maxPixels?: number;
   totalPixels?: number;
+  /**
+   * A file whose stream delivers fewer frames than its container claims (a truncated download)
+   * has its missing sampled frames filled with the last decoded one; more than this fraction of
+   * them missing is an Error (default 0.25; 1 accepts any file that decodes at all). The count is
+   * reported as `missingFrames` either way.
+   */
+  maxMissingFraction?: number;
 }
 
-const VIDEO_OPTION_KEYS = new Set(['fps', 'minFrames', 'maxFrames', 'nframes', 'signal', 'ffmpeg', 'ffprobe', 'videoFps', 'minPixels', 'maxPixels', 'totalPixels']);
+/** Default of VideoOptions.maxMissingFraction. */
+export const DEFAULT_MAX_MISSING_FRACTION = 0.25;
+
+const VIDEO_OPTION_KEYS = new Set(['fps', 'minFrames', 'maxFrames', 'nframes', 'signal', 'ffmpeg', 'ffprobe', 'videoFps', 'minPixels', 'maxPixels', 'totalPixels', 'maxMissingFraction']);
 const IMAGE_OPTION_KEYS = new Set(['minPixels', 'maxPixels']);
 
 function checkKeys(o: object, allowed: Set<string>): void {
@@ -464,7 +489,7 @@ export class QwenProcessor {
     const file = path.join(dir, 'preprocessor_config.json');
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readRegularFile(file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new QwenProcessor();
       throw new Error(`Cannot read ${file}: ${(e as Error).message}`, { cause: e });
@@ -533,6 +558,7 @@ export class QwenProcessor {
     const o = checkOptions('options', opts);
     checkKeys(o, VIDEO_OPTION_KEYS);
     if (o.videoFps !== undefined) throw typeError('options.videoFps', 'no videoFps with a file (its rate is read from the file)', o.videoFps);
+    const maxMissing = o.maxMissingFraction === undefined ? DEFAULT_MAX_MISSING_FRACTION : checkNumber('options.maxMissingFraction', o.maxMissingFraction, 0, 1);
     this.#checkBudget(o);
     let writer: PatchWriter | null = null;
     let size: [number, number] = [0, 0];
@@ -550,6 +576,11 @@ export class QwenProcessor {
     });
     const w = writer as PatchWriter | null;
     if (w === null) throw new Error(`No frames decoded from '${input}'`);
+    const n = dec.indices.length;
+    if (dec.missing > maxMissing * n) {
+      throw new Error(`The video '${input}' delivered ${n - dec.missing} of its ${n} sampled frames (its container claims ${dec.totalFrames}): ` +
+        `${dec.missing} would be copies of the last one, more than maxMissingFraction (${maxMissing}) allows. Is the file truncated?`);
+    }
     const r = this.#result([{ data: w.finish(), grid: w.gridThw }]);
     return { ...r, secondPerGridTs: [this.config.temporalPatchSize / dec.sampleFps], sampleFps: dec.sampleFps, frameIndices: dec.indices, missingFrames: dec.missing };
   }

@@ -40,6 +40,11 @@ export interface PreparedPrompt {
   pixelValuesVideos?: Tensor;
   videoGridThw?: GridThw[];
   secondPerGridTs?: number[];
+  /**
+   * Per video, the sampled frames its file did not deliver (filled with the last decoded frame;
+   * VideoOptions.maxMissingFraction bounds them). Present when the request has videos.
+   */
+  missingFrames?: number[];
   /** Frees the pixel tensors. */
   dispose(): void;
 }
@@ -148,6 +153,7 @@ export async function preparePrompt(cfg: QwenConfig, tokenizer: QwenTokenizer, p
       out.pixelValuesVideos = concat(vids.map((x) => x.pixelValues));
       out.videoGridThw = vids.flatMap((x) => x.gridThw);
       out.secondPerGridTs = vids.flatMap((x) => x.secondPerGridTs);
+      out.missingFrames = vids.map((x) => x.missingFrames);
     }
     return out;
   } catch (e) {

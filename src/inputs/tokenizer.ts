@@ -2,8 +2,15 @@
 // (Jinja, through @huggingface/jinja): text <-> token ids, the special tokens the model needs
 // (vision start/end, image and video pads, end of turn), and a streaming decoder that never cuts a
 // multi-byte character in half.
+//
+// Both come from the checkpoint folder, so both may be hostile: a pre-tokenizer pattern like
+// (a+)+$ backtracks for minutes on a short text, a template can loop over range(100000000). They
+// run on the calling thread under a time bound (node:vm's timeout, whose watchdog interrupts any
+// JS, a regular expression included): a bad file costs at most `timeoutMs` of blocked event loop,
+// then a RangeError, never minutes.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import vm from 'node:vm';
 
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
@@ -44,6 +51,49 @@ export const DEFAULT_CHAT_TEMPLATE = [
 
 type Json = Record<string, unknown>;
 
+/** Default bound of one tokenizer or chat-template call (ms). Real prompts take well under 1 ms per KB. */
+export const DEFAULT_TOKENIZER_TIMEOUT_MS = 2000;
+
+// One context and one script for every bounded call: the function to run is handed over through
+// the context (creating a context per call would cost ~1 ms; this costs ~70 us).
+const boundedContext = vm.createContext({});
+const boundedScript = new vm.Script('__vtRun()');
+
+/**
+ * A call into the tokenizer library, whose failures on a hostile tokenizer.json (a decoder whose
+ * pattern is null, ...) are its own JS errors: they become a RangeError that names the file.
+ */
+function libraryCall<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof RangeError && /took more than/.test(e.message)) throw e;
+    throw new RangeError(`Invalid tokenizer.json: ${what} failed: ${(e as Error)?.message ?? String(e)}`);
+  }
+}
+
+/** Runs f with a time bound; a RangeError names `what` when it runs out. */
+let boundedDepth = 0;
+export function runBounded<T>(what: string, timeoutMs: number, f: () => T): T {
+  // inside a bounded call the outer bound applies (one watchdog, ~70 us, per outermost call)
+  if (boundedDepth > 0) return f();
+  const ctx = boundedContext as { __vtRun?: () => T };
+  const outer = ctx.__vtRun;
+  ctx.__vtRun = f;
+  boundedDepth++;
+  try {
+    return boundedScript.runInContext(boundedContext, { timeout: timeoutMs }) as T;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
+      throw new RangeError(`${what} took more than ${timeoutMs} ms and was stopped: a pathological pattern or loop in the checkpoint's files? (tokenizer.timeoutMs raises the bound)`);
+    }
+    throw e;
+  } finally {
+    boundedDepth--;
+    ctx.__vtRun = outer;
+  }
+}
+
 function readObject(file: string): Json {
   const v = readJson(file);
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new RangeError(`Invalid ${file}: expected a JSON object`);
@@ -76,6 +126,11 @@ export class QwenTokenizer {
   readonly chatTemplate: string;
   /** Token ids that end a turn or the text (eos_token of tokenizer_config.json, generation_config.json's eos_token_id). */
   readonly eosTokenIds: number[];
+  /**
+   * Bound of one encode / decode / chat-template call in ms (default 2000): the checkpoint's
+   * patterns and template run on the calling thread and are stopped with a RangeError past it.
+   */
+  timeoutMs = DEFAULT_TOKENIZER_TIMEOUT_MS;
 
   constructor(files: TokenizerFiles) {
     checkOptions('files', files);
@@ -137,7 +192,8 @@ export class QwenTokenizer {
     if (typeof text !== 'string') throw typeError('text', 'a string', text);
     const o = checkOptions('options', opts);
     const add = o.addSpecialTokens === undefined ? false : checkBoolean('options.addSpecialTokens', o.addSpecialTokens);
-    return Int32Array.from(this.#tok.encode(text, { add_special_tokens: add }).ids);
+    const ids = runBounded(`Tokenizing ${text.length} characters with tokenizer.json`, this.timeoutMs, () => libraryCall('its encoder', () => this.#tok.encode(text, { add_special_tokens: add }).ids));
+    return Int32Array.from(ids);
   }
 
   /** The text of token ids (special tokens left out unless skipSpecialTokens is false). */
@@ -148,7 +204,8 @@ export class QwenTokenizer {
     const arr = Array.from(ids as ArrayLike<number>);
     if (arr.length === 0) return '';  // the library refuses an empty list
     arr.forEach((v, i) => { if (!Number.isInteger(v) || v < 0) throw typeError(`ids[${i}]`, 'a token id (an integer >= 0)', v); });
-    return this.#tok.decode(arr, { skip_special_tokens: skip, clean_up_tokenization_spaces: false });
+    return runBounded(`Decoding ${arr.length} tokens with tokenizer.json`, this.timeoutMs,
+      () => libraryCall('its decoder', () => this.#tok.decode(arr, { skip_special_tokens: skip, clean_up_tokenization_spaces: false })));
   }
 
   /** The id of a token string (e.g. '<|video_pad|>'), or undefined. */
@@ -171,14 +228,16 @@ export class QwenTokenizer {
     }));
     const extra: Json = {};
     for (const [k, v] of Object.entries(o)) if (k !== 'addGenerationPrompt') extra[k] = v;
+    let text: string;
     try {
-      return this.#template.render({
+      text = runBounded('The chat template', this.timeoutMs, () => this.#template.render({
         ...extra, messages: plain, add_generation_prompt: agp,
         bos_token: tokenText(this.#config.bos_token) ?? '', eos_token: tokenText(this.#config.eos_token) ?? '',
-      });
+      }));
     } catch (e) {
       throw new RangeError(`The chat template failed on these messages: ${(e as Error).message}`);
     }
+    return text;
   }
 
   /**
@@ -195,8 +254,9 @@ export class QwenTokenizer {
     return {
       push(id: number, last = false): string {
         ids.push(id);
-        const before = self.decode(ids.slice(prefix, read), opts);
-        const now = self.decode(ids.slice(prefix), opts);
+        // both decodes under one time bound
+        const [before, now] = runBounded(`Decoding a stream of ${ids.length} tokens with tokenizer.json`, self.timeoutMs,
+          () => [self.decode(ids.slice(prefix, read), opts), self.decode(ids.slice(prefix), opts)] as const);
         // hold back a trailing replacement character: the rest of its bytes may come next
         if ((!last && now.endsWith('\uFFFD')) || now.length <= before.length || !now.startsWith(before)) return '';
         prefix = read;

@@ -20,6 +20,12 @@ export const FRAME_FACTOR = 2;
 /** Sampling defaults of qwen-vl-utils (Qwen2.5-VL): 2 fps, 4 to 768 frames. */
 export const VIDEO_SAMPLING_DEFAULTS = Object.freeze({ fps: 2, minFrames: 4, maxFrames: 768 });
 
+/**
+ * The most frames one video may be sampled to (85x qwen-vl-utils' 768): a plan of 1e9 frames
+ * (nframes: 1e9 on a long video) would build its index list until the heap ran out.
+ */
+export const MAX_SAMPLED_FRAMES = 65536;
+
 /** VideoThinker's training setting (cdpo.md): 2 fps, 4 to 16 frames, at most 196*28*28 pixels each. */
 export const VIDEOTHINKER_VIDEO_OPTIONS = Object.freeze({ fps: 2, minFrames: 4, maxFrames: 16, maxPixels: 196 * 28 * 28 });
 
@@ -43,10 +49,10 @@ export function roundHalfEven(x: number): number {
 function checkSampleOptions(o: SampleOptions): void {
   if (o.fps !== undefined) checkNumber('fps', o.fps, 0, Infinity, { exclusiveMin: true });
   if (o.fps === Infinity) throw rangeError('fps', 'a finite number > 0', o.fps);
-  if (o.minFrames !== undefined) checkInteger('minFrames', o.minFrames, 1);
-  if (o.maxFrames !== undefined) checkInteger('maxFrames', o.maxFrames, FRAME_FACTOR);
+  if (o.minFrames !== undefined) checkInteger('minFrames', o.minFrames, 1, MAX_SAMPLED_FRAMES);
+  if (o.maxFrames !== undefined) checkInteger('maxFrames', o.maxFrames, FRAME_FACTOR, MAX_SAMPLED_FRAMES);
   if (o.nframes !== undefined) {
-    checkInteger('nframes', o.nframes, 1);
+    checkInteger('nframes', o.nframes, 1, MAX_SAMPLED_FRAMES);
     if (o.fps !== undefined) throw typeError('options', 'either fps or nframes, not both', o);
   }
   if (o.minFrames !== undefined && o.maxFrames !== undefined && o.minFrames > o.maxFrames) {
@@ -71,7 +77,7 @@ export function smartNframes(totalFrames: number, videoFps: number, opts: Sample
   } else {
     const fps = o.fps ?? VIDEO_SAMPLING_DEFAULTS.fps;
     const minF = Math.ceil((o.minFrames ?? VIDEO_SAMPLING_DEFAULTS.minFrames) / FRAME_FACTOR) * FRAME_FACTOR;
-    const maxF = Math.floor((o.maxFrames ?? Math.min(VIDEO_SAMPLING_DEFAULTS.maxFrames, totalFrames)) / FRAME_FACTOR) * FRAME_FACTOR;
+    const maxF = Math.floor(Math.min(o.maxFrames ?? Math.min(VIDEO_SAMPLING_DEFAULTS.maxFrames, totalFrames), MAX_SAMPLED_FRAMES) / FRAME_FACTOR) * FRAME_FACTOR;
     const want = (totalFrames / videoFps) * fps;
     n = Math.floor(Math.min(Math.min(Math.max(want, minF), maxF), totalFrames) / FRAME_FACTOR) * FRAME_FACTOR;
   }
@@ -90,7 +96,7 @@ export function smartNframes(totalFrames: number, videoFps: number, opts: Sample
  */
 export function sampleFrameIndices(totalFrames: number, nframes: number, start = 0, end = totalFrames - 1): number[] {
   checkInteger('totalFrames', totalFrames, 1);
-  checkInteger('nframes', nframes, 1);
+  checkInteger('nframes', nframes, 1, MAX_SAMPLED_FRAMES);
   checkInteger('start', start, 0, totalFrames - 1);
   checkInteger('end', end, start, totalFrames - 1);
   const f = Math.fround;

@@ -1,7 +1,7 @@
 // The CDPO pull-push loss and the GRPO family (../shared/docs/cdpo.md): group-normalised
 // advantages, the loss with its gradient w.r.t. the policy log-probs, and the form fused with the
 // LM head (linearCdpo). Native code: native/kernels/cdpo*.
-import { checkBoolean, checkInteger, checkNumber, checkOneOf, checkOptions, typeError } from '../errors.js';
+import { checkBoolean, checkInteger, checkNumber, checkOneOf, checkOptions, checkTemperature, typeError } from '../errors.js';
 import { native, type StorageHandle, type TensorDesc } from '../native.js';
 import { expectTensor, indexTensor, Tensor } from '../tensor.js';
 
@@ -399,7 +399,7 @@ function prepareLinear(args: LinearCdpoArgs) {
     for (let i = 0; i < N; i++) {
       if (!(td[i]! >= 0 && td[i]! < V)) throw new RangeError(`Expected token ids in [0, ${V}) for targets but targets[${i}] = ${td[i]}`);
     }
-    const temperature = a.temperature === undefined ? 1 : checkNumber('temperature', a.temperature, 0, Number.MAX_VALUE, { exclusiveMin: true });
+    const temperature = a.temperature === undefined ? 1 : checkTemperature('temperature', a.temperature);
     let dWeight: Tensor | undefined;
     if (a.dWeight !== undefined) {
       dWeight = expectTensor('dWeight', a.dWeight, { dtypes: ['f32'], ndim: 2, layout: '[V, H]' });

@@ -1,8 +1,9 @@
 // Log-prob gathering: log softmax(logits / T)[target] for every token, from logits or fused with
 // the LM head (hidden @ weight^T) so that no [N, V] tensor is ever made, and their backwards.
-import { checkBoolean, checkInteger, checkNumber, checkOptions } from '../errors.js';
+import { checkBoolean, checkInteger, checkNumber, checkOptions, checkTemperature } from '../errors.js';
 import { native, type StorageHandle, type TensorDesc } from '../native.js';
 import { expectTensor, indexTensor, Tensor } from '../tensor.js';
+import { checkNoOverlap } from './overlap.js';
 
 type Handles = { logprobs: StorageHandle; lse: StorageHandle; entropy?: StorageHandle };
 type BwdHandles = { dHidden: StorageHandle; dWeight?: StorageHandle; dBias?: StorageHandle };
@@ -39,7 +40,7 @@ export interface LogprobsResult {
 }
 
 function temperatureOf(o: { temperature?: number }): number {
-  return o.temperature === undefined ? 1 : checkNumber('temperature', o.temperature, 0, Infinity, { exclusiveMin: true });
+  return o.temperature === undefined ? 1 : checkTemperature('temperature', o.temperature);
 }
 
 function vec(name: string, v: unknown, n: number, device: string): Tensor {
@@ -113,6 +114,10 @@ function prepGatherBwd(logits: unknown, targets: unknown, lse: unknown, dLogprob
   if (o.out !== undefined) {
     out = contiguous2d('out', o.out, ['f32'], '[N, V]');
     if (out.shape[0] !== x.shape[0] || out.shape[1] !== x.shape[1]) throw new RangeError(`Expected out of shape [${x.shape.join(', ')}] but received [${out.shape.join(', ')}]`);
+    // in place (out = logits) is supported row by row; a shifted view would overwrite rows not yet read
+    checkNoOverlap('out', out, 'logits', x, { inPlace: true });
+    checkNoOverlap('out', out, 'lse', l);
+    checkNoOverlap('out', out, 'dLogprobs', d);
   }
   const tg = indexTensor('targets', targets, n);
   return { x, l, d, temperature, out, tg };

@@ -1,6 +1,7 @@
 import { checkBoolean, checkOneOf, checkOptions } from '../errors.js';
 import { native, type StorageHandle } from '../native.js';
 import { expectTensor, Tensor } from '../tensor.js';
+import { checkNoOverlap } from './overlap.js';
 
 export interface MatmulOptions {
   /** Use a^T (a is then [K, M]). */
@@ -31,6 +32,9 @@ function prepare(a: unknown, b: unknown, opts: MatmulOptions | undefined) {
     out = expectTensor('out', o.out, { dtypes: ['f32'], ndim: 2, layout: '[M, N]' });
     if (out.shape[0] !== M || out.shape[1] !== N) throw new RangeError(`Expected out of shape [${M}, ${N}] but received [${out.shape.join(', ')}]`);
     if (!out.isContiguous) throw new TypeError('Expected a contiguous tensor for out but received a strided view');
+    // C is written while A and B are read: any shared memory gives wrong numbers
+    checkNoOverlap('out', out, 'a', ta);
+    checkNoOverlap('out', out, 'b', tb);
   }
   return { ta, tb, transA, transB, impl, out, M, N };
 }

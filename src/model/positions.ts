@@ -34,6 +34,8 @@ export function toGrids(name: string, g: readonly GridThw[] | Tensor | undefined
 /** The window order of the merged tokens and the window boundaries in patches (get_window_index). */
 export function windowIndex(grids: readonly GridThw[], windowSize: number, merge: number, patch: number): { index: Int32Array; cuWindow: Int32Array } {
   const vw = Math.floor(windowSize / merge / patch);
+  // A window narrower than one merged patch would make Infinity windows (a loop without end).
+  if (!(vw >= 1)) throw new RangeError(`Expected windowSize >= merge x patch (${merge * patch}) but received ${windowSize}`);
   const index: number[] = [];
   const cu: number[] = [0];
   let base = 0;

@@ -155,7 +155,10 @@ function toRows(name: string, v: Tensor | Int32Array | readonly number[], max: n
 
 function seconds(v: readonly number[] | Tensor | undefined): number[] | undefined {
   if (v === undefined) return undefined;
-  const arr = v instanceof Tensor ? Array.from(v.toArray() as ArrayLike<number | bigint>, Number) : v;
+  // f16/bf16 tensors read as their values, not their raw bits
+  const f = v instanceof Tensor && (v.dtype === 'f16' || v.dtype === 'bf16') ? v.to('f32') : v;
+  const arr = f instanceof Tensor ? Array.from(f.toArray() as ArrayLike<number | bigint>, Number) : f;
+  if (f !== v) (f as Tensor).dispose();
   if (!Array.isArray(arr) && !(v instanceof Tensor)) throw typeError('secondPerGridTs', 'an array of numbers or a Tensor', v);
   return (arr as number[]).map((x, i) => checkNumber(`secondPerGridTs[${i}]`, x, 0, 1e6));
 }

@@ -1,18 +1,28 @@
 // safetensors files (https://huggingface.co/docs/safetensors): an 8-byte little-endian header
 // length, a JSON header { name: { dtype, shape, data_offsets: [begin, end] }, __metadata__? }, then
-// the data. The reader maps the file (private, copy-on-write) and returns zero-copy tensor views;
-// it validates everything a hostile file could get wrong and names the file and the tensor in
-// every error. The writer is atomic (temp file + fsync + rename).
-import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+// the data. The reader maps the file (private, copy-on-write) and returns zero-copy tensor views,
+// or reads it into memory (mmap: false); it validates everything a hostile file could get wrong
+// and names the file and the tensor in every error. The writer is atomic (temp file + fsync +
+// rename).
+//
+// The mapping contract: a mapped file must not be truncated or rewritten in place while tensors
+// on it live (a page past a new end raises SIGBUS, which no library can turn into an exception;
+// rewritten pages change the weights). Replacing it by rename (writeSafetensors does) is safe: the
+// mapping keeps the old file. verify() tells whether a mapped file was changed in place since it
+// was opened (same inode, other size or modification time); mmap: false reads the bytes once and
+// depends on the file no more.
+import { closeSync, constants as fsConstants, existsSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import path from 'node:path';
 
 import { typeError } from '../errors.js';
+import { readRegularFile } from '../files.js';
 import { native, type StorageHandle } from '../native.js';
 import { DTYPE_SIZE, Tensor, type DType } from '../tensor.js';
 
 declare module '../native.js' {
   interface Binding {
-    mapFile(path: string): StorageHandle;
+    mapFile(path: string, fd: number, size: number): StorageHandle;
+    readFile(path: string, fd: number, size: number, async: boolean): StorageHandle | Promise<StorageHandle>;
   }
 }
 
@@ -31,6 +41,90 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
   /** Disposes every tensor (the mapping goes when the last view is gone). */
   dispose(): void;
+  /**
+   * Throws an Error naming the file when a memory-mapped file was truncated or rewritten in place
+   * since it was opened (the tensors would change, or a read past the new end kill the process);
+   * nothing to check for files read into memory (mmap: false).
+   */
+  verify(): void;
+}
+
+export interface ReadOptions {
+  /**
+   * Map the file (default true): zero-copy, pages shared with other processes and loaded on first
+   * use, but the file must stay unchanged while the tensors live (see verify()). false reads the
+   * whole file into native memory: the tensors then never depend on it.
+   */
+  mmap?: boolean;
+}
+
+/** What identifies a file's content for verify(): a rename gives a new inode (safe for a mapping). */
+interface FileStamp { file: string; dev: number; ino: number; size: number; mtimeMs: number }
+
+function stampOf(file: string, st: Stats): FileStamp {
+  return { file, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+}
+
+/** Throws when a mapped file was changed in place (same inode, other size or mtime). */
+export function verifyStamps(stamps: readonly FileStamp[]): void {
+  for (const s of stamps) {
+    let st: Stats;
+    try { st = statSync(s.file); } catch { continue; }  // removed: the mapping keeps the old inode
+    if (st.dev !== s.dev || st.ino !== s.ino) continue;  // replaced by rename: the mapping keeps the old file
+    if (st.size !== s.size || st.mtimeMs !== s.mtimeMs) {
+      throw new Error(`The memory-mapped file ${s.file} was changed in place after it was loaded (${s.size} bytes, now ${st.size}; ` +
+        `modified ${new Date(st.mtimeMs).toISOString()}): its weights are no longer the ones loaded, and a read past a new end would kill ` +
+        'the process (SIGBUS). Reload the model; replace checkpoint files by rename (as writeSafetensors does), or load with { mmap: false }');
+    }
+  }
+}
+
+const KIND = (st: Stats) => st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a named pipe' : st.isSocket() ? 'a socket'
+  : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'not a regular file';
+
+/**
+ * Opens a file for reading without blocking (O_NONBLOCK: opening a named pipe would wait for a
+ * writer forever) and refuses anything that is not a regular file.
+ */
+function openRegular(file: string): { fd: number; st: Stats } {
+  const fd = openSync(file, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new RangeError(`Expected a regular file for file but ${file} is ${KIND(st)}`);
+    return { fd, st };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/**
+ * The top-level keys of a JSON object text, in order, duplicates included (JSON.parse keeps the
+ * last of two equal keys silently; the safetensors format forbids them). The text is valid JSON.
+ */
+export function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let i = 0, depth = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text[i]!;
+    if (c === '"') {
+      let j = i + 1;
+      while (j < n && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (depth === 1) {
+        // a string at depth 1 is a key when a ':' follows it
+        let k = j + 1;
+        while (k < n && (text[k] === ' ' || text[k] === '\t' || text[k] === '\n' || text[k] === '\r')) k++;
+        if (text[k] === ':') keys.push(JSON.parse(text.slice(i, j + 1)) as string);
+      }
+      i = j + 1;
+      continue;
+    }
+    if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+    i++;
+  }
+  return keys;
 }
 
 class SafetensorsError extends RangeError {}
@@ -85,12 +179,33 @@ function checkHeader(file: string, header: unknown, dataBytes: number) {
  * to them never changes the file). A tensor whose offset is not a multiple of its element size is
  * copied. Throws a RangeError naming the file (and tensor) for any malformed content.
  */
-export function readSafetensors(file: string): SafetensorsFile {
+export function readSafetensors(file: string, opts: ReadOptions = {}): SafetensorsFile {
+  const o = openSafetensors(file, opts);
+  try {
+    return viewsOf(o, o.mmap ? native.mapFile(file, o.fd, o.size) : native.readFile(file, o.fd, o.size, false) as StorageHandle);
+  } finally { closeSync(o.fd); }
+}
+
+/** readSafetensors with the read of `mmap: false` on a worker thread (the event loop stays free). */
+export async function readSafetensorsAsync(file: string, opts: ReadOptions = {}): Promise<SafetensorsFile> {
+  const o = openSafetensors(file, opts);
+  try {
+    return viewsOf(o, o.mmap ? native.mapFile(file, o.fd, o.size) : await native.readFile(file, o.fd, o.size, true));
+  } finally { closeSync(o.fd); }
+}
+
+type Opened = ReturnType<typeof openSafetensors>;
+
+/** Opens and validates a file's header; the caller maps or reads the data and closes fd. */
+function openSafetensors(file: string, opts: ReadOptions) {
   if (typeof file !== 'string') throw typeError('file', 'a path string', file);
-  const fd = openSync(file, 'r');
+  if (opts === null || typeof opts !== 'object') throw typeError('options', 'an options object', opts);
+  const mmap = opts.mmap === undefined ? true : opts.mmap;
+  if (typeof mmap !== 'boolean') throw typeError('options.mmap', 'a boolean', mmap);
+  const { fd, st } = openRegular(file);
   let headerLen: number, size: number, header: unknown;
   try {
-    size = fstatSync(fd).size;
+    size = st.size;
     if (size < 8) fail(file, `${size} bytes: shorter than the 8-byte header length`);
     const lenBuf = Buffer.alloc(8);
     readSync(fd, lenBuf, 0, 8, 0);
@@ -103,13 +218,26 @@ export function readSafetensors(file: string): SafetensorsFile {
     let text: string;
     try { text = new TextDecoder('utf-8', { fatal: true }).decode(hb); } catch { fail(file, 'the header is not valid UTF-8'); }
     try { header = JSON.parse(text); } catch (e) { fail(file, `the header is not valid JSON (${(e as Error).message})`); }
-  } finally {
+    const seen = new Set<string>();
+    for (const k of topLevelKeys(text)) {
+      if (seen.has(k)) fail(file, `the name '${k}' appears twice in the header (the format requires unique names)`);
+      seen.add(k);
+    }
+  } catch (e) {
     closeSync(fd);
+    throw e;
   }
   const dataStart = 8 + headerLen;
-  const { entries, metadata } = checkHeader(file, header, size - dataStart);
+  let checked;
+  try { checked = checkHeader(file, header, size - dataStart); } catch (e) { closeSync(fd); throw e; }
+  return { file, fd, size, dataStart, mmap, stamp: stampOf(file, st), ...checked };
+}
+
+/** The tensors of an opened file as views on its bytes (a mapping or a copy). */
+function viewsOf(o: Opened, handle: StorageHandle): SafetensorsFile {
+  const { entries, metadata, dataStart, size } = o;
   const tensors = new Map<string, Tensor>();
-  const base = Tensor._wrap(native.mapFile(file), 'u8', [size]);
+  const base = Tensor._wrap(handle, 'u8', [size]);
   try {
     for (const e of entries) {
       const at = dataStart + e.begin;
@@ -117,8 +245,9 @@ export function readSafetensors(file: string): SafetensorsFile {
       if (at % es === 0) {
         tensors.set(e.name, base._viewBytes(e.dtype, e.shape, at));
       } else {
-        using bytes = base.slice(0, at, e.end + dataStart).contiguous();
-        const copy = Tensor.from(new Uint8Array(bytes.data.buffer, bytes.data.byteOffset, e.end - e.begin));
+        // a native copy of just these bytes (a view of a file over 4 GiB has no typed array)
+        using bytes = base.slice(0, at, e.end + dataStart);
+        const copy = bytes.clone();
         tensors.set(e.name, copy._viewBytes(e.dtype, e.shape, 0));
         copy.dispose();
       }
@@ -126,7 +255,8 @@ export function readSafetensors(file: string): SafetensorsFile {
   } finally {
     base.dispose();  // the views keep the mapping alive
   }
-  return { tensors, metadata, dispose: () => { for (const t of tensors.values()) t.dispose(); } };
+  const stamps = o.mmap ? [o.stamp] : [];
+  return { tensors, metadata, dispose: () => { for (const t of tensors.values()) t.dispose(); }, verify: () => verifyStamps(stamps) };
 }
 
 /**
@@ -159,6 +289,10 @@ export function writeSafetensors(file: string, tensors: Map<string, Tensor> | Re
     // Pad the header with spaces so the data starts 8-byte aligned (zero-copy views on read).
     let json = JSON.stringify(header);
     json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+    // A header the reader would refuse is refused here, before anything is written.
+    if (Buffer.byteLength(json) > MAX_HEADER_BYTES) {
+      throw new RangeError(`Expected a safetensors header of at most ${MAX_HEADER_BYTES} bytes (the readers' limit) but these ${list.length} tensors and the metadata make ${Buffer.byteLength(json)}`);
+    }
     const hb = Buffer.from(json, 'utf8');
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(hb.length));
@@ -178,7 +312,13 @@ export function writeSafetensors(file: string, tensors: Map<string, Tensor> | Re
       throw e;
     }
     closeSync(fd);
-    renameSync(tmp, file);
+    try {
+      renameSync(tmp, file);
+    } catch (e) {
+      // e.g. `file` is a directory, or the folder became read-only: leave no temporary behind
+      try { unlinkSync(tmp); } catch { /* already gone */ }
+      throw e;
+    }
   } finally {
     for (const t of owned) t.dispose();
   }
@@ -188,21 +328,55 @@ export function writeSafetensors(file: string, tensors: Map<string, Tensor> | Re
  * Reads a checkpoint folder's weights: model.safetensors, or the shards listed by
  * model.safetensors.index.json (weight_map: name -> file). Tensors keep their stored dtype.
  */
-export function readCheckpointWeights(dir: string): SafetensorsFile {
-  const index = path.join(dir, 'model.safetensors.index.json');
-  if (!existsSync(index)) return readSafetensors(path.join(dir, 'model.safetensors'));
-  let map: unknown;
-  try { map = JSON.parse(readFileSync(index, 'utf8')).weight_map; } catch (e) { throw new RangeError(`Invalid ${index}: ${(e as Error).message}`); }
-  if (map === null || typeof map !== 'object') throw new RangeError(`Invalid ${index}: no weight_map object`);
-  const files = [...new Set(Object.values(map as Record<string, unknown>))];
-  const tensors = new Map<string, Tensor>();
-  const metadata: Record<string, string> = {};
+export function readCheckpointWeights(dir: string, opts: ReadOptions = {}): SafetensorsFile {
+  const shards = shardsOf(dir);
+  if (typeof shards === 'string') return readSafetensors(shards, opts);
   const opened: SafetensorsFile[] = [];
   try {
-    for (const f of files) {
-      if (typeof f !== 'string' || f.includes('/') || f.includes('\\') || f === '..') throw new RangeError(`Invalid ${index}: shard ${JSON.stringify(f)} is not a file name in the folder`);
-      const st = readSafetensors(path.join(dir, f));
-      opened.push(st);
+    for (const f of shards.files) opened.push(readSafetensors(path.join(dir, f), opts));
+  } catch (e) {
+    for (const o of opened) o.dispose();
+    throw e;
+  }
+  return gather(shards, opened);
+}
+
+/** readCheckpointWeights with `mmap: false` reads on a worker thread. */
+export async function readCheckpointWeightsAsync(dir: string, opts: ReadOptions = {}): Promise<SafetensorsFile> {
+  const shards = shardsOf(dir);
+  if (typeof shards === 'string') return readSafetensorsAsync(shards, opts);
+  const opened: SafetensorsFile[] = [];
+  try {
+    for (const f of shards.files) opened.push(await readSafetensorsAsync(path.join(dir, f), opts));
+  } catch (e) {
+    for (const o of opened) o.dispose();
+    throw e;
+  }
+  return gather(shards, opened);
+}
+
+/** model.safetensors (a path), or the index's weight map and shard names. */
+function shardsOf(dir: string): string | { index: string; map: Record<string, unknown>; files: string[] } {
+  const index = path.join(dir, 'model.safetensors.index.json');
+  if (!existsSync(index)) return path.join(dir, 'model.safetensors');
+  let map: unknown;
+  try { map = JSON.parse(readRegularFile(index)).weight_map; } catch (e) { throw new RangeError(`Invalid ${index}: ${(e as Error).message}`); }
+  if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new RangeError(`Invalid ${index}: no weight_map object`);
+  const files = [...new Set(Object.values(map as Record<string, unknown>))];
+  for (const f of files) {
+    if (typeof f !== 'string' || f === '' || f.includes('/') || f.includes('\\') || f === '..' || f === '.') throw new RangeError(`Invalid ${index}: shard ${JSON.stringify(f)} is not a file name in the folder`);
+  }
+  return { index, map: map as Record<string, unknown>, files: files as string[] };
+}
+
+/** The shards' tensors checked against the index, as one SafetensorsFile. */
+function gather(shards: { index: string; map: Record<string, unknown>; files: string[] }, opened: SafetensorsFile[]): SafetensorsFile {
+  const { index, map } = shards;
+  const tensors = new Map<string, Tensor>();
+  const metadata: Record<string, string> = {};
+  try {
+    for (const [i, f] of shards.files.entries()) {
+      const st = opened[i]!;
       Object.assign(metadata, st.metadata);
       for (const [name, t] of st.tensors) {
         if ((map as Record<string, unknown>)[name] !== f) throw new RangeError(`Invalid ${index}: tensor '${name}' is in ${f} but the index ${name in (map as object) ? `places it in ${(map as Record<string, string>)[name]}` : 'does not list it'}`);
@@ -210,9 +384,12 @@ export function readCheckpointWeights(dir: string): SafetensorsFile {
       }
     }
     for (const name of Object.keys(map as object)) if (!tensors.has(name)) throw new RangeError(`Invalid ${index}: tensor '${name}' is listed but not found in ${(map as Record<string, string>)[name]}`);
+    // A shard mapped early and changed in place while later ones loaded (a copy into the folder
+    // still running) would give weights from two checkpoints.
+    for (const o of opened) o.verify();
   } catch (e) {
     for (const o of opened) o.dispose();
     throw e;
   }
-  return { tensors, metadata, dispose: () => { for (const t of tensors.values()) t.dispose(); } };
+  return { tensors, metadata, dispose: () => { for (const t of tensors.values()) t.dispose(); }, verify: () => { for (const o of opened) o.verify(); } };
 }

@@ -106,6 +106,17 @@ def process(frames_u8, rh, rw, cfg):
     return pv, tie_mask.astype(np.uint8), grid
 
 
+# The Qwen2-VL image processor's defaults as transformers defines them (Qwen2VLImageProcessor:
+# min_pixels 56 * 56, max_pixels 28 * 28 * 1280, patch 14, temporal patch 2, merge 2, the OpenAI
+# CLIP mean and std, rescale 1 / 255), written here rather than taken from the implementation
+# under test: an item without a config of its own is processed with these.
+HF_DEFAULTS = {
+    "min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "rescale_factor": 1 / 255,
+}
+
+
 def main():
     d = sys.argv[1]
     with open(os.path.join(d, "case.json")) as f:
@@ -125,7 +136,7 @@ def main():
         idx = torch.linspace(0, total - 1, n).round().long().tolist()
         out["nframes"].append([n, idx, n / max(total, 1e-6) * vfps])
     for i, it in enumerate(case.get("items", [])):
-        cfg = it["config"]
+        cfg = {**HF_DEFAULTS, **it.get("config", {})}
         fr = np.fromfile(os.path.join(d, it["file"]), dtype=np.uint8).reshape(it["shape"])
         T, H, W = fr.shape[0], fr.shape[1], fr.shape[2]
         factor = cfg["patch_size"] * cfg["merge_size"]

@@ -99,7 +99,7 @@ float exp_shift_avx2(const float* s, float* p, int64_t n, float m) {
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
     const __m256 x = _mm256_loadu_ps(s + j);
-    const __m256 e = _mm256_and_ps(_mm256_cmp_ps(x, ninf, _CMP_NEQ_OQ), vexp::exp256(_mm256_sub_ps(x, vm)));
+    const __m256 e = _mm256_and_ps(_mm256_cmp_ps(x, ninf, _CMP_NEQ_UQ), vexp::exp256(_mm256_sub_ps(x, vm)));  // NaN stays NaN
     _mm256_storeu_ps(p + j, e);
     acc = _mm256_add_ps(acc, e);
   }

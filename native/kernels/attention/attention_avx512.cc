@@ -108,7 +108,9 @@ void softmax_tile_avx512(const float* s, float* p, int64_t br, int64_t bc, int64
       const __mmask16 k = bc - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (bc - j)) - 1);
       mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, k, si + j));
     }
-    const float bmax = _mm512_reduce_max_ps(mx);
+    float bmax = _mm512_reduce_max_ps(mx);
+    // A NaN score among -inf ones would be lost by the max: it must make the row NaN.
+    if (bmax == -INFINITY && has_nan(si, bc)) bmax = NAN;
     const float mn = m[i] > bmax ? m[i] : bmax;
     if (mn == -INFINITY) {  // nothing visible yet
       alpha[i] = 1.0f;
@@ -122,7 +124,7 @@ void softmax_tile_avx512(const float* s, float* p, int64_t br, int64_t bc, int64
     for (int64_t j = 0; j < bc; j += 16) {
       const __mmask16 k = bc - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (bc - j)) - 1);
       const __m512 x = _mm512_mask_loadu_ps(ninf, k, si + j);
-      const __mmask16 live = _mm512_mask_cmp_ps_mask(k, x, ninf, _CMP_NEQ_OQ);
+      const __mmask16 live = _mm512_mask_cmp_ps_mask(k, x, ninf, _CMP_NEQ_UQ);  // unordered: NaN is live
       const __m512 e = _mm512_maskz_mov_ps(live, vexp::exp512_nonpos(_mm512_sub_ps(x, vm)));
       _mm512_mask_storeu_ps(pi + j, k, e);
       acc = _mm512_add_ps(acc, e);
@@ -138,7 +140,7 @@ float exp_shift_avx512(const float* s, float* p, int64_t n, float m) {
     const __mmask16 k = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
     const __m512 x = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, s + j);
     // -inf scores (masked keys) give exactly 0.
-    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_UQ);  // NaN scores give NaN
     const __m512 e = _mm512_maskz_mov_ps(live, vexp::exp512_nonpos(_mm512_sub_ps(x, vm)));
     _mm512_mask_storeu_ps(p + j, k, e);
     acc = _mm512_add_ps(acc, e);

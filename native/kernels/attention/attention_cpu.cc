@@ -36,14 +36,21 @@ void nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const floa
   }
 }
 
+bool has_nan(const float* s, int64_t n) {
+  for (int64_t j = 0; j < n; ++j)
+    if (s[j] != s[j]) return true;
+  return false;
+}
+
 float row_max(const float* s, int64_t n) {
-#if VT_X86
-  if (cpu().use_avx512) return detail::row_max_avx512(s, n);
-  if (cpu().use_avx2) return detail::row_max_avx2(s, n);
-#endif
   float m = -INFINITY;
+#if VT_X86
+  if (cpu().use_avx512) m = detail::row_max_avx512(s, n);
+  else if (cpu().use_avx2) m = detail::row_max_avx2(s, n);
+  else
+#endif
   for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j]);
-  return m;
+  return m == -INFINITY && has_nan(s, n) ? NAN : m;
 }
 
 void softmax_tile(const float* s, float* p, int64_t br, int64_t bc, int64_t ld, float* m, float* l, float* alpha) {
@@ -210,7 +217,7 @@ void attention_forward_cpu(const AttnArgs& a, float* out, float* lse) {
           const int64_t k = (qt - qt0) * kBr + i;
           const int64_t r = (real.q0 + iq0 + i) * a.Hq + h;
           const OnlineRow fin{mrun[k], lrun[k]};
-          const float inv = fin.l > 0.0f ? 1.0f / fin.l : 0.0f;
+          const float inv = fin.l > 0.0f || fin.l != fin.l ? 1.0f / fin.l : 0.0f;  // NaN stays NaN
           float* dst = out + r * D;
           for (int64_t t = 0; t < D; ++t) dst[t] = Orun[k * D + t] * inv;
           lse[r] = online_lse(fin);
@@ -409,7 +416,7 @@ void attention_forward_rows(const AttnArgs& a, float* out, float* lse, int64_t i
     float mx = -INFINITY;
     for (int64_t j = 0; j < kend; j++) {
       p[j] = vec_dot(qr, a.k + (k0 + j) * ldk + hk * D, D) * a.scale;
-      mx = std::max(mx, p[j]);
+      mx = std::max(mx, p[j]);  // may drop a NaN score: its weight below is NaN all the same
     }
     OnlineRow r{-INFINITY, 0.0f};
     online_rescale(r, mx);
@@ -418,7 +425,7 @@ void attention_forward_rows(const AttnArgs& a, float* out, float* lse, int64_t i
       r.l += p[j];
     }
     if (lse) lse[i * a.Hq + h] = online_lse(r);
-    if (r.l == 0.0f) continue;
+    if (r.l == 0.0f) continue;  // (a NaN l goes on: the output row becomes NaN)
     const float inv = 1.0f / r.l;
     for (int64_t j = 0; j < kend; j++) vec_axpy(o, p[j] * inv, a.v + (k0 + j) * ldk + hk * D, D);
   }

@@ -10,11 +10,14 @@ namespace flash {
 // rescale folded into the accumulation).
 void nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
         bool acc, const float* row_scale = nullptr);
-// p[j] = exp(s[j] - m) (0 where s is -inf); returns the sum.
+// p[j] = exp(s[j] - m) (0 where s is -inf, NaN where s is NaN); returns the sum.
 float exp_shift(const float* s, float* p, int64_t n, float m);
 
-// max of s[0..n) (-inf for n = 0).
+// max of s[0..n) (-inf for n = 0); NaN when the values are -inf or NaN and one is NaN (a max
+// instruction drops NaN; a finite max lets the NaN through the exp sum instead).
 float row_max(const float* s, int64_t n);
+// Whether s[0..n) holds a NaN.
+bool has_nan(const float* s, int64_t n);
 // One online-softmax step for a tile of scores s [br, bc] (row stride ld): per row, moves the
 // running max m to include the tile, writes alpha[i] (the factor for the old accumulator),
 // p = exp(s - m) into p [br, ld] (0 for -inf scores) and adds its sum to l.

@@ -28,8 +28,9 @@ VT_HD float online_rescale(OnlineRow& r, float bmax) {
 // Probability weight of one score under the row's current max (0 for a masked score).
 VT_HD float online_weight(const OnlineRow& r, float s) { return s == -INFINITY ? 0.0f : expf(s - r.m); }
 
-// lse = m + log l; -inf when the row saw no key.
-VT_HD float online_lse(const OnlineRow& r) { return r.l > 0.0f ? r.m + logf(r.l) : -INFINITY; }
+// lse = m + log l; -inf when the row saw no key; NaN when a score was NaN (l != l), as a float64
+// softmax of that row gives it.
+VT_HD float online_lse(const OnlineRow& r) { return r.l > 0.0f || r.l != r.l ? r.m + logf(r.l) : -INFINITY; }
 
 // The key limit of a query in a segment: keys [0, limit) are visible.
 VT_HD long long visible_keys(long long iq, long long Lq, long long Lk, bool causal) {

@@ -40,8 +40,8 @@ __global__ void seq_kernel(double* seq, const float* logp, const float* old, con
   __shared__ double sh[kThreads];
   const int64_t i = blockIdx.x, t0 = off[i], t1 = off[i + 1];
   double s = 0;
-  if (old)
-    for (int64_t t = t0 + threadIdx.x; t < t1; t += kThreads) s += double(logp[t]) - double(old[t]);
+  // On-policy: 0 * logp (NaN for a NaN / infinite log-prob, as on the CPU).
+  for (int64_t t = t0 + threadIdx.x; t < t1; t += kThreads) s += old ? double(logp[t]) - double(old[t]) : 0.0 * double(logp[t]);
   sh[threadIdx.x] = s;
   __syncthreads();
   for (int k = kThreads / 2; k > 0; k >>= 1) {
@@ -88,7 +88,7 @@ __global__ void token_kernel(TokenArgs a, double* partial) {
       pol = a.seq[3 * i + 1];
       dpol = a.seq[3 * i + 2];
     } else {
-      rho = a.old ? exp(lp - double(a.old[t])) : 1.0;
+      rho = a.old ? exp(lp - double(a.old[t])) : 1.0 + 0.0 * lp;  // NaN-preserving on-policy ratio (cdpo_cpu.cc)
       cdpo_policy(rho, adv, a.c, &pol, &dpol);
     }
     const CdpoToken<double> tok = cdpo_token(lp, rho, pol, dpol, a.ref != nullptr, a.ref ? double(a.ref[t]) : 0.0,

@@ -18,7 +18,8 @@ namespace {
 
 // expm1(r), |r| <= ln2/2, Taylor to r^11 (as cdpo_avx512.cc), and 2^k as a double.
 inline __m256d expm1_reduced4(__m256d x, __m256d* pow2k) {
-  x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-708.0)), _mm256_set1_pd(709.0));
+  // Constants first: max/min return their second operand when either is NaN, so NaN stays NaN.
+  x = _mm256_min_pd(_mm256_set1_pd(709.0), _mm256_max_pd(_mm256_set1_pd(-708.0), x));
   const __m256d k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), x);
   r = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10), r);
@@ -58,10 +59,11 @@ inline void k3_4(__m256d logq, __m256d lp, __m256d C, __m256d* k3, __m256d* dk3)
   const __m256d d = _mm256_sub_pd(logq, lp);
   const __m256d negC = _mm256_sub_pd(_mm256_setzero_pd(), C);
   const __m256d inside = _mm256_and_pd(_mm256_cmp_pd(d, negC, _CMP_GE_OQ), _mm256_cmp_pd(d, C, _CMP_LE_OQ));
-  const __m256d dc = _mm256_min_pd(_mm256_max_pd(d, negC), C);
+  const __m256d dc = _mm256_min_pd(C, _mm256_max_pd(negC, d));  // NaN stays NaN (constants first)
   const __m256d em1 = expm1_4(dc);
   *k3 = _mm256_sub_pd(em1, dc);
-  *dk3 = _mm256_and_pd(inside, _mm256_sub_pd(_mm256_setzero_pd(), em1));
+  // -em1 * g (g = 0 outside the clamp) as a product: a NaN d gives NaN, as autograd's 0 * NaN.
+  *dk3 = _mm256_sub_pd(_mm256_setzero_pd(), _mm256_mul_pd(em1, _mm256_and_pd(inside, _mm256_set1_pd(1.0))));
 }
 
 inline double hsum(__m256d v) {
@@ -88,7 +90,8 @@ void cdpo_span_avx2(const CdpoSpan& sp, const CdpoConst<double>& c, double* s) {
       pol = _mm256_set1_pd(sp.seq[1]);
       dpol = _mm256_set1_pd(sp.seq[2]);
     } else {
-      rho = sp.old ? exp4(_mm256_sub_pd(lp, load4(sp.old + t))) : one;
+      // on-policy: 1 + 0 * logp (NaN for a NaN / infinite log-prob, as cdpo_cpu.cc)
+      rho = sp.old ? exp4(_mm256_sub_pd(lp, load4(sp.old + t))) : _mm256_fmadd_pd(zero, lp, one);
       __m256d c1 = rho, g1 = one;
       if (c.has_delta) {
         const __m256d md = _mm256_cmp_pd(rho, delta, _CMP_GT_OQ);
@@ -159,7 +162,7 @@ namespace detail {
 
 // exp on 8 floats (as exp16 in cdpo_avx512.cc); 2^k built in the exponent field.
 static inline __m256 exp8f(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);  // constant first: a NaN logit stays NaN
   const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145751953125f), x);
   r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428606765330187e-06f), r);

@@ -22,7 +22,8 @@ namespace {
 // expm1(r) for |r| <= ln2/2 by its Taylor series to r^11 (truncation < 2e-14 relative), and the
 // power of two k with x = k ln2 + r.
 inline __m512d expm1_reduced(__m512d x, __m512d* k) {
-  x = _mm512_min_pd(_mm512_max_pd(x, _mm512_set1_pd(-708.0)), _mm512_set1_pd(709.0));
+  // Constants first: max/min return their second operand when either is NaN, so NaN stays NaN.
+  x = _mm512_min_pd(_mm512_set1_pd(709.0), _mm512_max_pd(_mm512_set1_pd(-708.0), x));
   *k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512d r = _mm512_fnmadd_pd(*k, _mm512_set1_pd(6.93147180369123816490e-01), x);
   r = _mm512_fnmadd_pd(*k, _mm512_set1_pd(1.90821492927058770002e-10), r);
@@ -60,10 +61,13 @@ inline void k3_8(__m512d logq, __m512d lp, __m512d C, __m512d* k3, __m512d* dk3)
   const __m512d d = _mm512_sub_pd(logq, lp);
   const __m512d negC = _mm512_sub_pd(_mm512_setzero_pd(), C);
   const __mmask8 inside = _mm512_cmp_pd_mask(d, negC, _CMP_GE_OQ) & _mm512_cmp_pd_mask(d, C, _CMP_LE_OQ);
-  const __m512d dc = _mm512_min_pd(_mm512_max_pd(d, negC), C);
+  const __m512d dc = _mm512_min_pd(C, _mm512_max_pd(negC, d));  // NaN stays NaN (constants first)
   const __m512d em1 = expm1_8(dc);
   *k3 = _mm512_sub_pd(em1, dc);
-  *dk3 = _mm512_maskz_sub_pd(inside, _mm512_setzero_pd(), em1);
+  // -em1 * g with g = 0 outside the clamp: a product, not a mask, so that a NaN d gives a NaN
+  // gradient as autograd's 0 * NaN does.
+  const __m512d g = _mm512_maskz_mov_pd(inside, _mm512_set1_pd(1.0));
+  *dk3 = _mm512_sub_pd(_mm512_setzero_pd(), _mm512_mul_pd(em1, g));
 }
 
 }  // namespace
@@ -85,7 +89,8 @@ void cdpo_span_avx512(const CdpoSpan& sp, const CdpoConst<double>& c, double* s)
       pol = _mm512_set1_pd(sp.seq[1]);
       dpol = _mm512_set1_pd(sp.seq[2]);
     } else {
-      rho = sp.old ? exp8(_mm512_sub_pd(lp, load8(sp.old + t, m))) : one;
+      // on-policy: 1 + 0 * logp (NaN for a NaN / infinite log-prob, as cdpo_cpu.cc)
+      rho = sp.old ? exp8(_mm512_sub_pd(lp, load8(sp.old + t, m))) : _mm512_fmadd_pd(zero, lp, one);
       // cdpo_policy
       __m512d c1 = rho, g1 = one;
       if (c.has_delta) {
@@ -149,7 +154,7 @@ namespace detail {
 
 // exp on 16 floats: x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial (~1 ulp), scaled by 2^k.
 static inline __m512 exp16(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);  // constant first: a NaN logit stays NaN
   const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);
   r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187e-06f), r);

@@ -30,7 +30,9 @@ void cdpo_span_scalar(const CdpoSpan& sp, const CdpoConst<double>& c, double* s)
       pol = sp.seq[1];
       dpol = sp.seq[2];
     } else {
-      rho = sp.old ? std::exp(lp - double(sp.old[t])) : 1.0;
+      // On-policy the ratio is exp(logp - stop_gradient(logp)): 1, or NaN for a NaN or infinite
+      // log-prob, as autograd gives it (1 + 0 * logp keeps that without an exp).
+      rho = sp.old ? std::exp(lp - double(sp.old[t])) : 1.0 + 0.0 * lp;
       cdpo_policy(rho, sp.adv, c, &pol, &dpol);
     }
     const CdpoToken<double> tok = cdpo_token(lp, rho, pol, dpol, sp.ref != nullptr, sp.ref ? double(sp.ref[t]) : 0.0,
@@ -52,8 +54,8 @@ void cdpo_span(const CdpoSpan& s, const CdpoConst<double>& c, double* sums) {
 
 void cdpo_sequence(const float* logp, const float* old, int64_t n, double adv, const CdpoConst<double>& c, double* out) {
   double s = 0;
-  if (old)
-    for (int64_t t = 0; t < n; ++t) s += double(logp[t]) - double(old[t]);
+  // On-policy the log-ratio is logp - stop_gradient(logp): 0, or NaN for a NaN / infinite log-prob.
+  for (int64_t t = 0; t < n; ++t) s += old ? double(logp[t]) - double(old[t]) : 0.0 * double(logp[t]);
   out[0] = std::exp(n > 0 ? s / double(n) : 0.0);
   cdpo_policy(out[0], adv, c, &out[1], &out[2]);
 }

@@ -53,7 +53,10 @@ SoftmaxState row_state_avx2(const float* x, int64_t n, float scale, bool entropy
     }
     for (; v < len; v += 8) m0 = _mm256_max_ps(m0, len - v >= 8 ? _mm256_loadu_ps(xc + v) : load_tail(xc + v, len - v, -INFINITY));
     const float cm = hmax(_mm256_max_ps(m0, m1)) * scale;
-    if (cm == -INFINITY) continue;
+    if (cm == -INFINITY) {
+      if (has_nan(xc, len)) softmax_state_merge(st, softmax_state_nan());
+      continue;
+    }
     const __m256 vm = _mm256_set1_ps(cm);
     __m256 s0 = _mm256_setzero_ps(), t0 = s0;
     for (v = 0; v < len; v += 8) {

@@ -80,7 +80,10 @@ SoftmaxState row_state_avx512(const float* x, int64_t n, float scale, bool entro
       }
     }
     const float cm = chunk_max(xc, len) * scale;
-    if (cm == -INFINITY) continue;
+    if (cm == -INFINITY) {
+      if (has_nan(xc, len)) softmax_state_merge(st, softmax_state_nan());
+      continue;
+    }
     if (!entropy) {
       const float s = shifted_sum(xc, len, vs, cm);
       softmax_state_merge(st, SoftmaxState{double(cm), double(s), 0.0});

@@ -24,7 +24,10 @@ SoftmaxState row_state_scalar(const float* x, int64_t n, float scale, bool entro
     float cm = -INFINITY;
     for (int64_t v = 0; v < len; ++v) cm = std::max(cm, x[c0 + v]);
     cm *= scale;
-    if (cm == -INFINITY) continue;
+    if (cm == -INFINITY) {
+      if (has_nan(x + c0, len)) softmax_state_merge(st, softmax_state_nan());
+      continue;
+    }
     float s = 0, t = 0;
     for (int64_t v = 0; v < len; ++v) {
       const float d = x[c0 + v] * scale - cm;
@@ -42,6 +45,12 @@ void row_grad_scalar(const float* x, int64_t n, float scale, float lse, float co
 }
 
 }  // namespace detail
+
+bool has_nan(const float* x, int64_t n) {
+  for (int64_t v = 0; v < n; ++v)
+    if (x[v] != x[v]) return true;
+  return false;
+}
 
 SoftmaxState row_state(const float* x, int64_t n, float scale, bool entropy) {
 #if VT_X86
@@ -64,8 +73,9 @@ namespace {
 // One row's backward: d[v] = g/T * (onehot(y) - p_v), in place allowed.
 void row_backward(const float* x, int64_t V, int32_t y, float scale, float lse, float g, float* d) {
   const float gs = g * scale;
-  if (lse == -INFINITY || g == 0.0f) {
-    // An all -inf row has no distribution (its logp is -inf): no gradient flows.
+  if (lse == -INFINITY || (g == 0.0f && lse == lse)) {
+    // An all -inf row has no distribution (its logp is -inf): no gradient flows. A zero upstream
+    // gradient gives zeros too, unless the row is NaN (autograd's 0 * NaN is NaN).
     std::fill(d, d + V, 0.0f);
     return;
   }

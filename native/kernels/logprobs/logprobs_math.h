@@ -47,12 +47,17 @@ VT_HD double softmax_state_logprob(const SoftmaxState& st, double z_y) {
   return (z_y - st.m) - log(st.s);
 }
 
-// Entropy -sum p log p = lse - E_p[z]; 0 for a one-hot row; NaN-free for -inf entries.
+// Entropy -sum p log p = lse - E_p[z]; 0 for a one-hot row; NaN-free for -inf entries, NaN for a
+// row with a NaN logit (h != h: the clamp of rounding below 0 must not turn NaN into 0).
 VT_HD double softmax_state_entropy(const SoftmaxState& st) {
   if (st.m == -INFINITY) return 0.0;
   const double h = log(st.s) - st.t / st.s;
-  return h > 0.0 ? h : 0.0;
+  return h > 0.0 || h != h ? h : 0.0;
 }
+
+// The state of a piece that holds a NaN: merged into a row, it makes the row's lse, log-probs and
+// entropy NaN, as a float64 log_softmax of that row gives them.
+VT_HD SoftmaxState softmax_state_nan() { return {NAN, NAN, NAN}; }
 
 // d logp(y) / d x_v for logits x with z = x / T: (delta(v, y) - p_v) / T. Scaled by g = dL/dlogp.
 VT_HD float gather_grad(float z, double lse, float g_over_t, bool is_target) {
