@@ -47,16 +47,17 @@ export class PromptCache {
 
   /** The prompts of rows `idx` (prepared now where not cached). */
   async get(idx: readonly number[], signal?: AbortSignal): Promise<Prompt[]> {
-    const missing = [...new Set(idx.filter((i) => !this.#cache.has(i)))];
+    const want = new Set(idx);
+    // Most recently used last (Map keeps insertion order): the rows asked for now move to the end
+    // first, and the budget never evicts them during this call.
+    for (const i of want) {
+      const p = this.#cache.get(i);
+      if (p) { this.#cache.delete(i); this.#cache.set(i, p); }
+    }
+    const missing = [...want].filter((i) => !this.#cache.has(i));
     const frames = await this.#decode(missing, signal);
-    for (const i of missing) this.#put(i, await this.#prepare(i, frames.get(i), signal));
-    return idx.map((i) => {
-      const p = this.#cache.get(i)!;
-      // Most recently used last (Map keeps insertion order).
-      this.#cache.delete(i);
-      this.#cache.set(i, p);
-      return p;
-    });
+    for (const i of missing) this.#put(i, await this.#prepare(i, frames.get(i), signal), want);
+    return idx.map((i) => this.#cache.get(i)!);
   }
 
   /** Synthetic videos of one size, decoded many per ffmpeg call. */
@@ -108,12 +109,13 @@ export class PromptCache {
     return out;
   }
 
-  #put(i: number, p: Prompt): void {
+  #put(i: number, p: Prompt, keep: ReadonlySet<number>): void {
     this.#cache.set(i, p);
     this.#bytes += p.bytes;
-    // Keep at least the batch being assembled: only entries beyond budget and older go.
+    // Past the budget the least recently used go, never a row of the batch being assembled.
     for (const [k, v] of this.#cache) {
-      if (this.#bytes <= this.#maxBytes || this.#cache.size <= 64) break;
+      if (this.#bytes <= this.#maxBytes) break;
+      if (keep.has(k)) continue;
       this.#cache.delete(k);
       this.#bytes -= v.bytes;
       v.pixelValuesVideos?.dispose();
