@@ -52,6 +52,21 @@ export interface BackendInfo {
   threads: number;
   /** The BLAS linked in ('OpenBLAS 0.3.21 ...') or 'none' (the builtin GEMM serves). */
   blas: string;
+  /**
+   * The GEMM that `matmul({ impl: 'auto' })` and every internal GEMM (model linears, LM head,
+   * linearCdpo, backward passes) run on this CPU at the current SIMD level, and why: the builtin
+   * GEMM at AVX-512, OpenBLAS at AVX2 when its kernels are AVX2 or better (README, "GEMM").
+   */
+  gemm: {
+    auto: 'builtin' | 'blas';
+    reason: string;
+    /** Instruction set of the kernels OpenBLAS loaded ('AVX-512', 'AVX2', 'AVX', 'SSE', 'unknown', 'none'). */
+    blasKernels: string;
+    /** OpenBLAS's core name ('SkylakeX', 'Haswell', ...) or 'none'. */
+    blasCore: string;
+    /** OPENBLAS_CORETYPE as the environment set it (OpenBLAS honours it; the package never changes it), or null. */
+    openblasCoretype: string | null;
+  };
   cuda: { compiled: boolean; runtime: string; architectures: number[]; devices: CudaDevice[] };
 }
 

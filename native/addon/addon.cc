@@ -1,5 +1,6 @@
 // Module entry: the Storage class, backend information, threads, then every registered family.
 #include "../core/blas.h"
+#include "../core/gemm.h"
 #include "../core/parallel.h"
 #include "../core/peak.h"
 #include "../core/simd.h"
@@ -41,6 +42,16 @@ static Napi::Value Backend(const Napi::CallbackInfo& info) {
   o.Set("bestKernels", simd_level_name(f.best));
   o.Set("threads", num_threads());
   o.Set("blas", blas_available() ? blas_name() : "none");
+  // What matmul({ impl: 'auto' }) and every internal GEMM run, and why (gemm.cc, gemm_auto()).
+  Napi::Object gemm = Napi::Object::New(env);
+  const GemmChoice choice = gemm_auto();
+  gemm.Set("auto", choice.impl == GemmImpl::Blas ? "blas" : "builtin");
+  gemm.Set("reason", choice.reason);
+  gemm.Set("blasKernels", blas_available() ? blas_kernels_name(blas_kernels()) : "none");
+  gemm.Set("blasCore", blas_core());
+  const char* pin = blas_coretype_env();
+  gemm.Set("openblasCoretype", pin ? Napi::Value(Napi::String::New(env, pin)) : env.Null());
+  o.Set("gemm", gemm);
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("compiled", cuda_compiled());
   cuda.Set("runtime", cuda_runtime_version());
