@@ -97,7 +97,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
                 o.Set("readGBs", measure_read_bandwidth(threads, int64_t(1) << 29, 3));
                 return o;
               }));
-  // memoryStats() -> { liveBytes, peakBytes, allocations }: native host memory of tensors and
+  // memoryStats() -> { liveBytes, peakBytes, allocations, cachedBytes }: native host memory of tensors and
   // kernel workspaces. resetPeakMemory() starts a new peak window (benchmarks' peak extra memory).
   exports.Set("memoryStats", fn(env, "memoryStats", [](const Napi::CallbackInfo& info) -> Napi::Value {
                 HostMemoryStats m = host_memory_stats();
@@ -105,6 +105,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
                 o.Set("liveBytes", double(m.live_bytes));
                 o.Set("peakBytes", double(m.peak_bytes));
                 o.Set("allocations", double(m.allocations));
+                o.Set("cachedBytes", double(host_cached_bytes()));
                 return o;
               }));
   exports.Set("resetPeakMemory", fn(env, "resetPeakMemory", [](const Napi::CallbackInfo& info) -> Napi::Value {

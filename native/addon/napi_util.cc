@@ -43,7 +43,23 @@ Napi::FunctionReference& storage_ctor() {
 }  // namespace
 
 // The JS handle of a Storage. The TS Tensor layer counts the tensors sharing one handle and
-// calls release() when the last is disposed; the GC finalizer is the backstop.
+// calls release() when the last is disposed. A handle nobody disposes is freed by this object's
+// own GC finalizer (the destructor): no FinalizationRegistry, so nothing but V8 tracks it.
+//
+// Results left to the garbage collector. Two things decide what such a result costs, and both
+// are handled here and in storage.cc (README, "Memory"):
+//  - V8 collects native memory only when told about it: attach() reports the bytes
+//    (AdjustExternalMemory), so a loop of undisposed results triggers a full collection per ~64
+//    MiB of results, as V8 does for its own ArrayBuffers; without the report, memory would grow
+//    until the JS heap alone forced a collection. Once a typed-array view exists, V8 accounts the
+//    same bytes through that ArrayBuffer, so the handle's own report is withdrawn then: counting
+//    them twice made V8 collect twice as often.
+//  - the memory comes back in a batch per collection; storage.cc's cache keeps it mapped for the
+//    next results (the page faults of fresh memory were the larger cost, see there).
+// A collected handle never detaches its ArrayBuffer (issue 14, item 9): a typed array the user
+// still holds keeps the memory alive through the buffer's own reference (keep_ below), so
+// `const c = matmulSync(a, b).data` stays valid for as long as c is reachable. Only an explicit
+// dispose() detaches, because then the user asked for the memory back now.
 class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -57,6 +73,7 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
     exports.Set("Storage", c);
   }
   explicit StorageWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StorageWrap>(info) {}
+  // The GC finalizer: drops this handle's reference and its report, never detaches (see above).
   ~StorageWrap() override { drop(false); }
 
   void attach(Napi::Env env, StoragePtr s) {
@@ -69,14 +86,16 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
   const StoragePtr& storage() const { return storage_; }
 
  private:
-  // An explicit release detaches the storage's ArrayBuffer, so its typed-array views become
-  // empty and the memory is freed now (once work in flight, which holds its own reference, is
-  // done). From the GC finalizer no JS may run: the buffer is just left to its own finalizer.
-  void drop(bool detach) {
-    if (reported_ && storage_ && storage_->device < 0 && env_) {
-      Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
-    }
+  void unreport() {
+    if (reported_ && storage_ && storage_->device < 0 && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
     reported_ = 0;
+  }
+  // detach (explicit release only): the storage's ArrayBuffer is detached, so its typed-array
+  // views become empty and the memory is freed now (once work in flight, which holds its own
+  // reference, is done). Without detach (the GC finalizer, where no JS may run) the buffer keeps
+  // its own reference and lives on while anything can read it.
+  void drop(bool detach) {
+    unreport();
     if (detach && !view_.IsEmpty()) {
       Napi::ArrayBuffer ab = view_.Value();
       if (!ab.IsDetached()) ab.Detach();
@@ -131,6 +150,9 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
     Napi::ArrayBuffer buf(env, ab);
     view_ = Napi::Persistent(buf);
     keep_ = keep;
+    // V8 now counts these bytes as the buffer's backing store (and stops when it is detached or
+    // collected): withdraw the handle's own report so that they press on the GC once, not twice.
+    unreport();
     return buf;
   }
 

@@ -37,6 +37,10 @@ struct HostMemoryStats {
 };
 HostMemoryStats host_memory_stats();
 void reset_host_memory_peak();
+// Freed blocks kept for reuse (storage.cc explains why); not counted in live_bytes.
+size_t host_cached_bytes();
+// Gives every cached block back to the system allocator.
+void host_release_cache();
 void* host_alloc(size_t bytes);  // 64-byte aligned, counted; nullptr on failure
 void host_free(void* p, size_t bytes);
 
