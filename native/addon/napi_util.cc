@@ -46,16 +46,23 @@ Napi::FunctionReference& storage_ctor() {
 // calls release() when the last is disposed. A handle nobody disposes is freed by this object's
 // own GC finalizer (the destructor): no FinalizationRegistry, so nothing but V8 tracks it.
 //
-// Results left to the garbage collector. Two things decide what such a result costs, and both
-// are handled here and in storage.cc (README, "Memory"):
-//  - V8 collects native memory only when told about it: attach() reports the bytes
-//    (AdjustExternalMemory), so a loop of undisposed results triggers a full collection per ~64
-//    MiB of results, as V8 does for its own ArrayBuffers; without the report, memory would grow
-//    until the JS heap alone forced a collection. Once a typed-array view exists, V8 accounts the
-//    same bytes through that ArrayBuffer, so the handle's own report is withdrawn then: counting
-//    them twice made V8 collect twice as often.
-//  - the memory comes back in a batch per collection; storage.cc's cache keeps it mapped for the
-//    next results (the page faults of fresh memory were the larger cost, see there).
+// Results left to the garbage collector (issue 15). V8 frees native memory only when told about
+// it, and then only in a full (mark-compact) collection: attach() reports the bytes
+// (AdjustExternalMemory), and V8 starts a collection per ~64 MiB of reported growth, as it does
+// for its own ArrayBuffers. What a loop of undisposed results paid, measured with 1024^2 matmul
+// results (4 MiB) and 16 x 1024 x 80 window-attention outputs (5 MiB per 5 ms call):
+//  - fresh pages: each batch the collection freed was more than the allocator cache kept, so the
+//    next batch was page-faulted in again (80-560 faults per result). Fixed in storage.cc.
+//  - the collections themselves: ~9 ms of main-thread marking per collection on a 7 MB heap,
+//    every 13-16 results: 4-15% of the CPU time of these loops (none when disposed).
+// Blocks the allocator recycled from its cache are not reported (Storage::recycled, up to a
+// budget of 192 MiB in use): they were already the process's, so taking them does not grow it,
+// and V8 then collects per ~256 MiB of results instead of per 64 MiB. The cost is bounded: at
+// most the budget of dead results waits beyond what V8 would let wait (a loop of 4 MiB results
+// peaks at ~390 MiB of native memory instead of ~200). Once a typed-array view exists, V8 counts
+// the bytes through that ArrayBuffer itself (test/tensor.test.ts checks that viewed, undisposed
+// tensors are still collected), so the handle withdraws its own report rather than have V8 count
+// them twice and collect twice as often.
 // A collected handle never detaches its ArrayBuffer (issue 14, item 9): a typed array the user
 // still holds keeps the memory alive through the buffer's own reference (keep_ below), so
 // `const c = matmulSync(a, b).data` stays valid for as long as c is reachable. Only an explicit
@@ -79,8 +86,9 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
   void attach(Napi::Env env, StoragePtr s) {
     storage_ = std::move(s);
     env_ = env;
-    // File mappings are paged in and out by the kernel: they do not pressure the heap.
-    reported_ = storage_->owner ? 0 : int64_t(storage_->bytes);
+    // File mappings are paged in and out by the kernel, and a recycled block was already the
+    // process's (the class comment says why it is not reported).
+    reported_ = storage_->owner || storage_->recycled ? 0 : int64_t(storage_->bytes);
     if (storage_->device < 0 && reported_) Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
   }
   const StoragePtr& storage() const { return storage_; }

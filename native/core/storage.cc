@@ -23,12 +23,20 @@ std::atomic<int64_t> g_live{0}, g_peak{0}, g_count{0};
 // collection, so 16-20 dead 4 MiB matmul results come back at once. With room for 16 blocks the
 // cache dropped the surplus, and the next cycle faulted it in again: 80-560 page faults and up to
 // 2 ms of system time per 1024^2 result (none when disposed). Blocks of 64 KiB to 64 MiB are kept,
-// 256 MiB in all (oldest dropped first), exact rounded size reused most-recent first (warmest in
+// 320 MiB in all (oldest dropped first), exact rounded size reused most-recent first (warmest in
 // the caches). Smaller blocks stay with malloc, whose own free lists serve them without faults.
 constexpr size_t kCacheMin = size_t(64) << 10;
 constexpr size_t kCacheMaxBlock = size_t(64) << 20;
-constexpr size_t kCacheBytes = size_t(256) << 20;
+constexpr size_t kCacheBytes = size_t(320) << 20;
 constexpr size_t kPage = 4096;
+
+// Recycled blocks in use by storages, up to kRecycledBudget: the addon does not report these to
+// V8 (native/addon/napi_util.cc), so that undisposed results trigger a full collection per
+// ~256 MiB (the budget plus V8's own 64 MiB step) rather than per 64 MiB. The cache holds the
+// budget, one such step and V8's slack (it finishes marking a few allocations past its limit),
+// so that a collection's whole batch is kept for the next cycle.
+constexpr int64_t kRecycledBudget = int64_t(192) << 20;
+std::atomic<int64_t> g_recycled{0};
 
 struct Cache {
   std::mutex mu;
@@ -98,10 +106,11 @@ void host_release_cache() {
   c.total = 0;
 }
 
-void* host_alloc(size_t bytes) {
+void* host_alloc(size_t bytes, bool* recycled) {
   const size_t rounded = round_size(bytes);
   if (rounded < bytes) return nullptr;
   void* p = cache_take(rounded);
+  if (recycled) *recycled = p != nullptr;
   if (!p) p = std::aligned_alloc(64, rounded);
   if (!p && host_cached_bytes() > 0) {
     host_release_cache();  // out of memory: what the cache holds may make the difference
@@ -127,6 +136,7 @@ HostMemoryStats host_memory_stats() { return {g_live.load(), g_peak.load(), g_co
 void reset_host_memory_peak() { g_peak.store(g_live.load()); }
 
 Storage::~Storage() {
+  if (recycled) g_recycled.fetch_sub(int64_t(bytes));
   if (!data || owner) return;
   if (device < 0)
     host_free(data, bytes);
@@ -139,7 +149,12 @@ StoragePtr storage_alloc(size_t bytes, int device) {
   s->bytes = bytes;
   s->device = device;
   if (device < 0) {
-    s->data = host_alloc(bytes);
+    bool from_cache = false;
+    s->data = host_alloc(bytes, &from_cache);
+    if (from_cache && g_recycled.fetch_add(int64_t(bytes)) + int64_t(bytes) <= kRecycledBudget)
+      s->recycled = true;
+    else if (from_cache)
+      g_recycled.fetch_sub(int64_t(bytes));
   } else {
     size_t rounded = (std::max<size_t>(bytes, 1) + 63) & ~size_t(63);
     if (rounded < bytes) throw std::bad_alloc();
