@@ -98,7 +98,7 @@ export interface Binding {
   fillRandom(t: TensorDesc, kind: 'normal' | 'uniform', seed: number, a: number, b: number): void;
   toDevice(src: TensorDesc, device: number): StorageHandle;
   matmul(a: TensorDesc, b: TensorDesc, out: TensorDesc | null, transA: boolean, transB: boolean,
-    impl: string, async: boolean): StorageHandle | undefined | Promise<StorageHandle | undefined>;
+    impl: string, async: boolean, alpha: number, beta: number): StorageHandle | undefined | Promise<StorageHandle | undefined>;
 }
 
 function load(): Binding {
