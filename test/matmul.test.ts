@@ -105,9 +105,13 @@ for (const level of LEVELS) {
       assert.ok(g.reason.length > 20, g.reason);
       if (backend().blas === 'none') assert.is(g.auto, 'builtin', 'no BLAS: builtin');
       // The rule (native/core/gemm.cc): the builtin GEMM at AVX-512; at AVX2, OpenBLAS when its
-      // kernels are AVX2 or better; below its level, the builtin.
-      if (level === 'avx512') assert.is(g.auto, 'builtin');
-      if (level === 'avx2' && backend().blas !== 'none') assert.is(g.auto, ['AVX2', 'AVX-512'].includes(g.blasKernels) ? 'blas' : 'builtin');
+      // kernels are AVX2 or better; below its level, the builtin. VT_GEMM overrides it.
+      if (process.env.VT_GEMM === 'blas' || process.env.VT_GEMM === 'builtin') {
+        if (backend().blas !== 'none') assert.is(g.auto, process.env.VT_GEMM);
+      } else {
+        if (level === 'avx512') assert.is(g.auto, 'builtin');
+        if (level === 'avx2' && backend().blas !== 'none') assert.is(g.auto, ['AVX2', 'AVX-512'].includes(g.blasKernels) ? 'blas' : 'builtin');
+      }
       for (const [M, N, K] of [[300, 200, 100], [5, 7, 3]] as const) {
         using a = Tensor.from(randomF32(M * K, 31), [M, K]);
         using b = Tensor.from(randomF32(K * N, 32), [K, N]);

@@ -194,6 +194,10 @@ static void sgemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_
 //    the builtin.
 GemmChoice gemm_auto() {
   if (!blas_available()) return {GemmImpl::Builtin, "no BLAS is linked: the builtin GEMM"};
+  // VT_GEMM=blas|builtin overrides the rule (A/B runs of whole models, e.g. the training bench).
+  static const char* const env = std::getenv("VT_GEMM");
+  if (env && std::strcmp(env, "blas") == 0) return {GemmImpl::Blas, "OpenBLAS: VT_GEMM=blas set in the environment"};
+  if (env && std::strcmp(env, "builtin") == 0) return {GemmImpl::Builtin, "builtin GEMM: VT_GEMM=builtin set in the environment"};
   const BlasKernels bk = blas_kernels();
   const SimdLevel lv = cpu().level;
   const bool pinned = blas_coretype_env() != nullptr;
