@@ -84,9 +84,10 @@ export async function time(name: string, fn: () => unknown, ctx: Ctx, opts: { mi
  * all calls, so that work a call causes between calls (a garbage collection of the results it
  * left) is counted, which a median of per-call samples would hide. `warm`: calls first, untimed
  * (results left to the GC need a few collection cycles before the allocator cache is in its
- * steady state; see warmCalls()).
+ * steady state; see warmCalls()). cpuMs: the process's CPU time per call, all threads (what other
+ * jobs on a shared machine do not inflate; onnxruntime's includes its threads' spin-waiting).
  */
-export async function timeMean(name: string, fn: () => unknown, ctx: Ctx, opts: { warm?: number; minCalls?: number } = {}): Promise<{ ms: number; calls: number }> {
+export async function timeMean(name: string, fn: () => unknown, ctx: Ctx, opts: { warm?: number; minCalls?: number } = {}): Promise<{ ms: number; calls: number; cpuMs: number }> {
   progress(ctx, `${name} (warm-up)`);
   // At least 2 warm-up calls; more up to `warm`, within a time budget (kernels of 300 ms with
   // tiny results need no long warm-up).
@@ -95,9 +96,10 @@ export async function timeMean(name: string, fn: () => unknown, ctx: Ctx, opts: 
   progress(ctx, name);
   const min = opts.minCalls ?? 3;
   let calls = 0;
-  const t0 = performance.now();
+  const c0 = process.cpuUsage(), t0 = performance.now();
   while (calls < min || performance.now() - t0 < ctx.timeMs) { await fn(); calls++; }
-  return { ms: (performance.now() - t0) / calls, calls };
+  const ms = (performance.now() - t0) / calls, c = process.cpuUsage(c0);
+  return { ms, calls, cpuMs: (c.user + c.system) / 1e3 / calls };
 }
 
 /**
@@ -136,11 +138,11 @@ export async function patternRows(ctx: Ctx, o: { suite: string; kase: string; im
   collectGarbage();
   const d = await timeMean(`${o.kase} ${o.impl}, disposed`, async () => disposeAll(await o.call()), ctx, { warm });
   record(ctx, { suite: o.suite, case: o.kase, impl: `${o.impl}, disposed`, ms: d.ms, flops: o.flops, bytes: o.bytes, extraBytes: o.extraBytes,
-    note: `${what}results disposed; mean of ${d.calls} calls` });
+    note: `${what}results disposed; mean of ${d.calls} calls; cpu ${d.cpuMs.toFixed(1)} ms/call` });
   collectGarbage();
   const g = await timeMean(`${o.kase} ${o.impl}, left to GC`, async () => { await o.call(); }, ctx, { warm });
   record(ctx, { suite: o.suite, case: o.kase, impl: `${o.impl}, left to GC`, ms: g.ms, flops: o.flops, bytes: o.bytes,
-    note: `${what}results never disposed; mean of ${g.calls} calls; ${(g.ms / d.ms).toFixed(3)}x the disposed time` });
+    note: `${what}results never disposed; mean of ${g.calls} calls; cpu ${g.cpuMs.toFixed(1)} ms/call; ${(g.ms / d.ms).toFixed(3)}x the disposed time, ${(g.cpuMs / d.cpuMs).toFixed(3)}x its cpu` });
   collectGarbage();
 }
 
@@ -154,10 +156,12 @@ export async function ortRows(ctx: Ctx, o: { suite: string; kase: string; sessio
   const what = o.note ? `${o.note}; ` : '';
   collectGarbage();
   const d = await timeMean(`ort ${o.kase}, dispose()`, async () => { for (const t of Object.values(await o.session.run(o.feeds))) t.dispose?.(); }, ctx, { warm });
-  record(ctx, { suite: o.suite, case: o.kase, impl: 'onnxruntime, dispose()', ms: d.ms, flops: o.flops, bytes: o.bytes, note: `${what}outputs dispose()d; mean of ${d.calls} calls` });
+  record(ctx, { suite: o.suite, case: o.kase, impl: 'onnxruntime, dispose()', ms: d.ms, flops: o.flops, bytes: o.bytes,
+    note: `${what}outputs dispose()d; mean of ${d.calls} calls; cpu ${d.cpuMs.toFixed(1)} ms/call` });
   collectGarbage();
   const g = await timeMean(`ort ${o.kase}, left to GC`, () => o.session.run(o.feeds), ctx, { warm });
-  record(ctx, { suite: o.suite, case: o.kase, impl: 'onnxruntime, left to GC', ms: g.ms, flops: o.flops, bytes: o.bytes, note: `${what}mean of ${g.calls} calls` });
+  record(ctx, { suite: o.suite, case: o.kase, impl: 'onnxruntime, left to GC', ms: g.ms, flops: o.flops, bytes: o.bytes,
+    note: `${what}mean of ${g.calls} calls; cpu ${g.cpuMs.toFixed(1)} ms/call` });
   collectGarbage();
 }
 

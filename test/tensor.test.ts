@@ -226,9 +226,9 @@ test('a typed array from .data stays valid when its tensor is collected (issue 1
   // The tensor is unreachable at once; only the Float32Array is kept. Collections must not
   // detach it: it keeps the memory alive by itself.
   using a = Tensor.randn([64, 64], { seed: 7 });
-  const c = matmulSync(a, a).data;
+  const c = matmulSync(a, a).data as Float32Array;
   const want = Float32Array.from(c);
-  const b = Tensor.randn([256], { seed: 8 }).data;  // the same through a plain constructor
+  const b = Tensor.randn([256], { seed: 8 }).data as Float32Array;  // the same through a plain constructor
   const wantB = Float32Array.from(b);
   for (let i = 0; i < 30; i++) {
     globalThis.gc?.();
@@ -245,7 +245,7 @@ test('a typed array from .data stays valid when its tensor is collected (issue 1
 
 test('the same without any gc() call: only allocation pressure over 30 event-loop turns (issue 14, item 9)', async () => {
   using a = Tensor.randn([96, 96], { seed: 9 });
-  const c = matmulSync(a, a).data;
+  const c = matmulSync(a, a).data as Float32Array;
   const want = Float32Array.from(c);
   for (let i = 0; i < 30; i++) {
     for (let j = 0; j < 4; j++) Tensor.zeros([1 << 22]);  // 64 MiB a turn, left to V8
@@ -258,10 +258,10 @@ test('the same without any gc() call: only allocation pressure over 30 event-loo
 test('memory kept alive by a view alone is freed once the view is unreachable too', async () => {
   await settle();
   const base = memoryStats().liveBytes;
-  let view: Float32Array | null = Tensor.zeros([1 << 20]).data;
+  let view: Float32Array | null = Tensor.zeros([1 << 20]).data as Float32Array;
   for (let i = 0; i < 3; i++) { globalThis.gc?.(); await turn(); }
   assert.is(memoryStats().liveBytes - base, 4 << 20, 'the tensor is gone, its memory is not');
-  assert.is(view.length, 1 << 20);
+  assert.is(view!.length, 1 << 20);
   view = null;
   for (let i = 0; i < 5 && memoryStats().liveBytes > base; i++) { globalThis.gc?.(); await turn(); }
   assert.is(memoryStats().liveBytes, base, 'then every byte is returned');
