@@ -182,8 +182,9 @@ static void sgemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_
 // the machine do not count):
 //  - builtin AVX-512 vs OpenBLAS AVX-512 (Cooperlake): 1024^3 105-109 vs 97-101 GFLOP/s, the LM
 //    head's 256 x 4096 x 896 tile 100-102 vs 95-97. The builtin also runs on the package's own
-//    pool, so no second set of threads (OpenBLAS's yield-spin ~0.1 s after each call) shares
-//    the cores with the kernels that follow.
+//    pool: after an OpenBLAS call its idle threads spin, 40 ms of CPU in the next 50 ms and ~50 ms
+//    more in the 450 ms after (the caller asleep; none after a builtin call), taken from the
+//    kernels that follow (attention, log-softmax) on a 2-core machine.
 //  - builtin AVX-512 vs OpenBLAS pinned to Haswell (OPENBLAS_CORETYPE=Haswell, as CI environments
 //    set it): on Intel AVX-512 parts the builtin is ~1.7x faster (issue 15: 318 vs 190 GFLOP/s
 //    at 1024^3, 2 threads); on Zen 4, whose AVX-512 runs on 256-bit units, the two are level.
