@@ -108,12 +108,9 @@ void gather_logprobs_backward_cpu(const float* x, int64_t N, int64_t V, int64_t 
 // each tile, turns it into dZ in place, and feeds two more GEMMs (dW chunk, dHidden block).
 namespace {
 
-// The tiles' GEMMs: whatever sgemm's Auto picks for this CPU (native/core/gemm.cc).
+// The tiles' GEMMs: the BLAS when linked (forward at N 256, H 896, V 151936: 266-279 ms,
+// against 310-320 ms with the builtin GEMM on the package's own pool).
 constexpr GemmImpl kTileGemm = GemmImpl::Auto;
-
-// Vocabulary rows per chunk of the builtin-GEMM forward (forward_own_threads): each thread holds
-// a token_block x 2048 tile (4 MiB at 512 tokens).
-constexpr int64_t kThreadChunk = 2048;
 
 struct Plan {
   int64_t nb, vc, nchunks;
@@ -152,68 +149,7 @@ const float* logits_tile(const LinearLogprobsArgs& a, int64_t t0, int64_t nb, in
 
 }  // namespace
 
-namespace {
-
-// The forward when the GEMM is the builtin one: one parallel region per token block, in which
-// each thread takes whole vocabulary chunks from a shared counter, computes the chunk's logits
-// tile with the serial builtin GEMM into its own buffer and reduces it at once, while it is
-// still in cache. Against a multithreaded GEMM and a parallel reduction per 4096-row chunk (two
-// regions and their barriers per chunk, 74 at V 151936), a thread that another job on the
-// machine slows holds nobody back, and the tile is reduced by the core that wrote it. Chunks do
-// not depend on the thread count or on which thread takes them, and their softmax states merge
-// in chunk order: the same bits on any number of threads.
-void forward_own_threads(const LinearLogprobsArgs& a, float* logp, float* lse, float* ent) {
-  const int64_t nb_max = std::max<int64_t>(1, std::min(a.token_block, a.N));
-  const int64_t vc = std::max<int64_t>(16, std::min({a.vocab_chunk, kThreadChunk, a.V}));
-  const int64_t nchunks = (a.V + vc - 1) / vc;
-  const float scale = 1.0f / a.temperature;
-  ScratchBuffer<SoftmaxState> states{size_t(nb_max * nchunks)};
-  ScratchBuffer<float> zy{size_t(nb_max)};
-  const int nth = std::max(1, num_threads());
-  std::vector<ScratchBuffer<float>> tiles(static_cast<size_t>(nth)), wbufs(static_cast<size_t>(nth));
-  for (int64_t t0 = 0; t0 < a.N; t0 += nb_max) {
-    const int64_t nb = std::min(nb_max, a.N - t0);
-    parallel_chunks(nchunks, 1, [&](int64_t c0, int64_t c1, int tid) {
-      ScratchBuffer<float>& tile = tiles[size_t(tid)];
-      if (!tile.data()) tile.reset(size_t(nb_max * vc));
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t v0 = c * vc, n = std::min(vc, a.V - v0);
-        const float* w;
-        if (a.wdtype == DType::F32) {
-          w = static_cast<const float*>(a.weight) + v0 * a.H;
-        } else {
-          ScratchBuffer<float>& wb = wbufs[size_t(tid)];
-          if (!wb.data()) wb.reset(size_t(vc * a.H));
-          cast(static_cast<const uint16_t*>(a.weight) + v0 * a.H, a.wdtype, wb.data(), DType::F32, n * a.H);
-          w = wb.data();
-        }
-        float* tl = tile.data();
-        sgemm_serial(false, true, nb, n, a.H, scale, a.hidden + t0 * a.H, a.H, w, a.H, 0.0f, tl, vc);
-        for (int64_t r = 0; r < nb; ++r) {
-          float* row = tl + r * vc;
-          if (a.bias)
-            for (int64_t j = 0; j < n; ++j) row[j] += a.bias[v0 + j] * scale;
-          states[size_t(r * nchunks + c)] = gather::row_state(row, n, 1.0f, ent != nullptr);
-          const int64_t y = a.tgt[t0 + r];
-          if (y >= v0 && y < v0 + n) zy[size_t(r)] = row[y - v0];
-        }
-      }
-    });
-    for (int64_t r = 0; r < nb; ++r) {
-      SoftmaxState st = softmax_state_empty();
-      for (int64_t c = 0; c < nchunks; ++c) softmax_state_merge(st, states[size_t(r * nchunks + c)]);
-      lse[t0 + r] = float(softmax_state_lse(st));
-      logp[t0 + r] = float(softmax_state_logprob(st, double(zy[size_t(r)])));
-      if (ent) ent[t0 + r] = float(softmax_state_entropy(st));
-    }
-  }
-}
-
-}  // namespace
-
 void linear_logprobs_cpu(const LinearLogprobsArgs& a, float* logp, float* lse, float* ent) {
-  // The BLAS runs its own threads, so it keeps the multithreaded GEMM per tile.
-  if (gemm_auto().impl == GemmImpl::Builtin) return forward_own_threads(a, logp, lse, ent);
   const Plan p = plan(a);
   ScratchBuffer<SoftmaxState> states(size_t(p.nb * p.nchunks));
   ScratchBuffer<float> zy(size_t(p.nb)), tile(size_t(p.nb * p.vc));
