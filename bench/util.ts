@@ -163,6 +163,9 @@ export async function ortRows(ctx: Ctx, o: { suite: string; kase: string; sessio
   record(ctx, { suite: o.suite, case: o.kase, impl: 'onnxruntime, left to GC', ms: g.ms, flops: o.flops, bytes: o.bytes,
     note: `${what}mean of ${g.calls} calls; cpu ${g.cpuMs.toFixed(1)} ms/call` });
   collectGarbage();
+  // onnxruntime's pool threads spin after a run (measured: 21-34 ms of CPU in the next 50 ms,
+  // none after), which would be charged to whatever row is timed next on a 2-core machine.
+  await new Promise((r) => setTimeout(r, 100));
 }
 
 /** For compare(): a 'left to GC' row against onnxruntime left to the GC, every other row against onnxruntime dispose()d. */
