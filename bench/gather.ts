@@ -91,7 +91,7 @@ export async function run(ctx: Ctx): Promise<void> {
     const logits = Tensor.empty([N, V]);
     const unfusedFwd = () => { matmulSync(h, w, { transB: true, out: logits }); return gatherLogprobsSync(logits, tg); };
     const msn = await time(`${fwd} unfused`, () => { const r = unfusedFwd(); r.logprobs.dispose(); r.lse.dispose(); }, ctx);
-    record(ctx, { suite: 'logprobs', case: fwd, impl: 'unfused', ms: msn, flops: 2 * N * H * V, extraBytes: N * V * 4, note: 'BLAS matmul + gather: holds the logits' });
+    record(ctx, { suite: 'logprobs', case: fwd, impl: 'unfused', ms: msn, flops: 2 * N * H * V, extraBytes: N * V * 4, note: `matmul (${gemm}) + gather: holds the logits` });
     const dH = Tensor.empty([N, H]);
     const msnb = await time(`${both} unfused`, () => {
       const r = unfusedFwd();
