@@ -158,7 +158,8 @@ export async function patternRows(ctx: Ctx, o: { suite: string; kase: string; im
       progress(ctx, `${o.kase} ${o.impl}, ${p.name} (${s + 1}/${slices})`);
       const c0 = process.cpuUsage(), t0 = performance.now();
       let calls = 0;
-      while (calls < 1 || performance.now() - t0 < ctx.timeMs / slices) { await p.fn(); calls++; }
+      // At least 300 ms a slice: the timed collection that ends it (a few ms) must stay small.
+      while (calls < 1 || performance.now() - t0 < Math.max(300, ctx.timeMs / slices)) { await p.fn(); calls++; }
       collectGarbage();
       await new Promise((r) => setImmediate(r));  // the collected handles' finalizers run here
       const c = process.cpuUsage(c0);
