@@ -11,6 +11,7 @@
 
 namespace vt {
 
+#ifdef VT_HAVE_OPENBLAS
 namespace {
 
 // OpenBLAS core names (0.3.21 and later) by the instruction set of their SGEMM kernels.
@@ -31,6 +32,7 @@ BlasKernels kernels_of(const char* core) {
 }
 
 }  // namespace
+#endif
 
 const char* blas_kernels_name(BlasKernels k) {
   switch (k) {
