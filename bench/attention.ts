@@ -2,12 +2,13 @@
 // vision encoder's windowed layers), forward and backward: GFLOP/s (4 L^2 D H forward, 10 L^2 D H
 // backward), fraction of the FMA peak, against a naive materialising implementation (our matmul
 // into [L, L] scores, a softmax, our matmul) and onnxruntime-node (MultiHeadAttention; the windows
-// as a batch of plain attention graphs), and peak extra native memory.
+// as a batch of plain attention graphs), and peak extra native memory. The forward is timed both
+// ways users call it (results disposed, results left to the GC), and so is onnxruntime.
 import { memoryStats, resetPeakMemory } from '../src/backend.js';
-import { attentionBackwardSync, attentionSync } from '../src/kernels/attention.js';
+import { attention, attentionBackward, attentionBackwardSync, attentionSync } from '../src/kernels/attention.js';
 import { matmulSync } from '../src/kernels/matmul.js';
 import { Tensor } from '../src/tensor.js';
-import { compare, ORT_OPTIONS, peerModel, record, time, type Ctx } from './util.js';
+import { compare, ORT_OPTIONS, ortRows, patternRows, peerByPattern, peerModel, record, type Ctx, time } from './util.js';
 
 /** Naive attention of one head: S = q k^T scale (materialised [L, L]), softmax, S v. */
 function naiveHead(q: Tensor, k: Tensor, v: Tensor, S: Tensor, out: Tensor, scale: number): void {
@@ -30,19 +31,19 @@ export async function run(ctx: Ctx): Promise<void> {
     const q = Tensor.randn([L, H, D], { seed: 1 }), k = Tensor.randn([L, H, D], { seed: 2 }), v = Tensor.randn([L, H, D], { seed: 3 });
     const cu = new Int32Array(L / win + 1).map((_, i) => i * win);
     const opts = { cuSeqlensQ: cu };
-    const ms = await time(`attention ${kase}`, () => { const r = attentionSync(q, k, v, opts); r.out.dispose(); r.lse.dispose(); }, ctx);
     resetPeakMemory();
     const base = memoryStats().liveBytes;
     const r = attentionSync(q, k, v, opts);
     const extra = memoryStats().peakBytes - base - (r.out.numel + r.lse.numel) * 4;
-    record(ctx, { suite: 'attention', case: `fwd ${kase}`, impl: 'videothinker', ms, flops, extraBytes: extra, note: 'no score matrix' });
-    const msb = await time(`attention backward ${kase}`, () => { const g = attentionBackwardSync(q, k, v, r.out, r.lse, r.out, opts); g.dq.dispose(); g.dk.dispose(); g.dv.dispose(); }, ctx);
+    await patternRows(ctx, { suite: 'attention', kase: `fwd ${kase}`, impl: 'videothinker', call: () => attention(q, k, v, opts),
+      resultBytes: (L * H * D + L * H) * 4, flops, extraBytes: extra, note: 'await attention(); no score matrix' });
     resetPeakMemory();
     const base2 = memoryStats().liveBytes;
     const g = attentionBackwardSync(q, k, v, r.out, r.lse, r.out, opts);
     const extrab = memoryStats().peakBytes - base2 - (g.dq.numel + g.dk.numel + g.dv.numel) * 4;
-    record(ctx, { suite: 'attention', case: `bwd ${kase}`, impl: 'videothinker', ms: msb, flops: 2.5 * flops, extraBytes: extrab, note: 'recomputes P from lse; no atomics' });
     g.dq.dispose(); g.dk.dispose(); g.dv.dispose();
+    await patternRows(ctx, { suite: 'attention', kase: `bwd ${kase}`, impl: 'videothinker', call: () => attentionBackward(q, k, v, r.out, r.lse, r.out, opts),
+      resultBytes: 3 * L * H * D * 4, flops: 2.5 * flops, extraBytes: extrab, note: 'recomputes P from lse; no atomics' });
     // Naive: per head (and window), materialised scores through our matmul and a JS softmax.
     {
       const heads = [...Array(H).keys()].map((h) => [q, k, v].map((t) => t.slice(1, h, h + 1).reshape([L, D]).contiguous()));
@@ -69,10 +70,11 @@ export async function run(ctx: Ctx): Promise<void> {
         const n = (L / win) * H;
         feeds = Object.fromEntries(['q', 'k', 'v'].map((nm, i) => [nm, new ctx.ort!.Tensor('float32', data[i], [n, win, D])]));
       }
-      const mso = await time(`ort attention ${kase}`, () => s.run(feeds), ctx);
-      record(ctx, { suite: 'attention', case: `fwd ${kase}`, impl: 'onnxruntime', ms: mso, flops, note: win === L ? 'com.microsoft MultiHeadAttention' : 'MatMul + Softmax + MatMul, batched windows' });
+      await ortRows(ctx, { suite: 'attention', kase: `fwd ${kase}`, session: s, feeds, resultBytes: L * H * D * 4, flops,
+        note: win === L ? 'com.microsoft MultiHeadAttention' : 'MatMul + Softmax + MatMul, batched windows' });
+      await s.release?.();
     }
-    compare(ctx, 'attention', `fwd ${kase}`, 'naive', 'onnxruntime');
+    compare(ctx, 'attention', `fwd ${kase}`, 'naive', null, peerByPattern);
     for (const t of [q, k, v, r.out, r.lse]) t.dispose();
   }
 }

@@ -2,11 +2,14 @@
 // LM head at N 256, H 896, V 151936 (a Qwen2.5-0.5B head), forward and forward+backward, against
 // the unfused sequence of our own kernels (matmul into [N, V] logits, then gather) as the naive
 // version, and onnxruntime-node (LogSoftmax + GatherElements; MatMul + LogSoftmax + GatherElements).
+// The forward calls (from logits, and the fused head with f32 weights) are timed both ways users
+// call them: results disposed and results left to the GC; onnxruntime likewise.
 import { memoryStats, resetPeakMemory } from '../src/backend.js';
-import { gatherLogprobsSync, gatherLogprobsBackwardSync, linearLogprobsSync, linearLogprobsBackwardSync } from '../src/kernels/gather.js';
+import { backend } from '../src/backend.js';
+import { gatherLogprobs, gatherLogprobsSync, gatherLogprobsBackwardSync, linearLogprobs, linearLogprobsSync, linearLogprobsBackwardSync } from '../src/kernels/gather.js';
 import { matmulSync } from '../src/kernels/matmul.js';
 import { Tensor } from '../src/tensor.js';
-import { compare, ORT_OPTIONS, peerModel, record, time, type Ctx } from './util.js';
+import { compare, ORT_OPTIONS, ortRows, patternRows, peerByPattern, peerModel, record, time, type Ctx } from './util.js';
 
 /** Peak native memory above what was live before fn, minus the bytes fn's results keep. */
 function extraOf(fn: () => Tensor[]): number {
@@ -28,14 +31,14 @@ export async function run(ctx: Ctx): Promise<void> {
     const bytes = N * V * 4;
     const x = Tensor.randn([N, V], { seed: 1 });
     const tg = new Int32Array(N).map((_, i) => (i * 7919) % V);
-    const ms = await time(kase, () => { const r = gatherLogprobsSync(x, tg); r.logprobs.dispose(); r.lse.dispose(); }, ctx);
-    record(ctx, { suite: 'logprobs', case: kase, impl: 'videothinker', ms, bytes, note: 'one read of the logits' });
+    await patternRows(ctx, { suite: 'logprobs', kase, impl: 'videothinker', call: () => gatherLogprobs(x, tg), resultBytes: 2 * N * 4, bytes,
+      note: 'one read of the logits' });
     const r = gatherLogprobsSync(x, tg);
     const dl = Tensor.from(new Float32Array(N).fill(1));
     const msb = await time(`${kase} backward`, () => gatherLogprobsBackwardSync(x, tg, r.lse, dl, { out: x }), ctx);
     record(ctx, { suite: 'logprobs', case: `${kase} backward`, impl: 'videothinker', ms: msb, bytes: 2 * bytes, note: 'in place: read + write' });
     // Naive: a JS float64 log-softmax + gather (what one writes without a kernel), on 16 rows.
-    const rows = 16, xa = x.toArray().subarray(0, rows * V);
+    const rows = 16, xa = (x.toArray() as Float32Array).subarray(0, rows * V);
     const msn = await time(`${kase} naive`, () => {
       const out = new Float64Array(rows);
       for (let i = 0; i < rows; i++) {
@@ -50,10 +53,10 @@ export async function run(ctx: Ctx): Promise<void> {
       const s = await ctx.ort.InferenceSession.create(peerModel('gather.onnx'), ORT_OPTIONS);
       const y = new BigInt64Array(N); tg.forEach((t, i) => { y[i] = BigInt(t); });
       const feeds = { x: new ctx.ort.Tensor('float32', x.toArray(), [N, V]), y: new ctx.ort.Tensor('int64', y, [N, 1]) };
-      const mso = await time(`ort ${kase}`, () => s.run(feeds), ctx);
-      record(ctx, { suite: 'logprobs', case: kase, impl: 'onnxruntime', ms: mso, bytes, note: 'LogSoftmax + GatherElements' });
+      await ortRows(ctx, { suite: 'logprobs', kase, session: s, feeds, resultBytes: N * 4, bytes, note: 'LogSoftmax + GatherElements' });
+      await s.release?.();
     }
-    compare(ctx, 'logprobs', kase, 'naive', 'onnxruntime');
+    compare(ctx, 'logprobs', kase, 'naive', null, peerByPattern);
     x.dispose(); dl.dispose(); r.logprobs.dispose(); r.lse.dispose();
   }
   // ---- fused LM head ----
@@ -66,10 +69,16 @@ export async function run(ctx: Ctx): Promise<void> {
     const dl = Tensor.from(new Float32Array(N).fill(1));
     const dW = Tensor.zeros([V, H]);
     const fwd = `lmhead ${N}x${H}x${V} fwd`, both = `lmhead ${N}x${H}x${V} fwd+bwd`;
+    const gemm = `${backend().gemm.auto} GEMM`;
     for (const [impl, wt] of [['videothinker', w], ['videothinker bf16 w', wbf]] as const) {
-      const ms = await time(`${fwd} ${impl}`, () => { const r = linearLogprobsSync(h, wt, tg); r.logprobs.dispose(); r.lse.dispose(); }, ctx);
       const extra = extraOf(() => { const r = linearLogprobsSync(h, wt, tg); return [r.logprobs, r.lse]; });
-      record(ctx, { suite: 'logprobs', case: fwd, impl, ms, flops: 2 * N * H * V, extraBytes: extra, note: 'no [N, V] tensor' });
+      if (wt === w) {
+        await patternRows(ctx, { suite: 'logprobs', kase: fwd, impl, call: () => linearLogprobs(h, wt, tg), resultBytes: 2 * N * 4, flops: 2 * N * H * V,
+          extraBytes: extra, note: `await linearLogprobs(); no [N, V] tensor; ${gemm}` });
+      } else {
+        const ms = await time(`${fwd} ${impl}`, () => { const r = linearLogprobsSync(h, wt, tg); r.logprobs.dispose(); r.lse.dispose(); }, ctx);
+        record(ctx, { suite: 'logprobs', case: fwd, impl, ms, flops: 2 * N * H * V, extraBytes: extra, note: `no [N, V] tensor; ${gemm}; median` });
+      }
       const msb = await time(`${both} ${impl}`, () => {
         const r = linearLogprobsSync(h, wt, tg);
         const b = linearLogprobsBackwardSync(h, wt, tg, r.lse, dl, { dWeight: dW });
@@ -82,7 +91,7 @@ export async function run(ctx: Ctx): Promise<void> {
     const logits = Tensor.empty([N, V]);
     const unfusedFwd = () => { matmulSync(h, w, { transB: true, out: logits }); return gatherLogprobsSync(logits, tg); };
     const msn = await time(`${fwd} unfused`, () => { const r = unfusedFwd(); r.logprobs.dispose(); r.lse.dispose(); }, ctx);
-    record(ctx, { suite: 'logprobs', case: fwd, impl: 'unfused', ms: msn, flops: 2 * N * H * V, extraBytes: N * V * 4, note: 'BLAS matmul + gather: holds the logits' });
+    record(ctx, { suite: 'logprobs', case: fwd, impl: 'unfused', ms: msn, flops: 2 * N * H * V, extraBytes: N * V * 4, note: `matmul (${gemm}) + gather: holds the logits` });
     const dH = Tensor.empty([N, H]);
     const msnb = await time(`${both} unfused`, () => {
       const r = unfusedFwd();
@@ -97,10 +106,10 @@ export async function run(ctx: Ctx): Promise<void> {
       const y = new BigInt64Array(N); tg.forEach((t, i) => { y[i] = BigInt(t); });
       using wT = w.transpose().contiguous();  // the graph takes w as [H, V]
       const feeds = { h: new ctx.ort.Tensor('float32', h.toArray(), [N, H]), w: new ctx.ort.Tensor('float32', wT.toArray(), [H, V]), y: new ctx.ort.Tensor('int64', y, [N, 1]) };
-      const mso = await time(`ort ${fwd}`, () => s.run(feeds), ctx);
-      record(ctx, { suite: 'logprobs', case: fwd, impl: 'onnxruntime', ms: mso, flops: 2 * N * H * V, note: 'MatMul + LogSoftmax + GatherElements' });
+      await ortRows(ctx, { suite: 'logprobs', kase: fwd, session: s, feeds, resultBytes: N * 4, flops: 2 * N * H * V, note: 'MatMul + LogSoftmax + GatherElements' });
+      await s.release?.();
     }
-    compare(ctx, 'logprobs', fwd, 'unfused', 'onnxruntime');
+    compare(ctx, 'logprobs', fwd, 'unfused', null, peerByPattern);
     compare(ctx, 'logprobs', both, 'unfused', null);
     for (const t of [h, w, wbf, dl, dW, logits, dH]) t.dispose();
   }

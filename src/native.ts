@@ -52,6 +52,21 @@ export interface BackendInfo {
   threads: number;
   /** The BLAS linked in ('OpenBLAS 0.3.21 ...') or 'none' (the builtin GEMM serves). */
   blas: string;
+  /**
+   * The GEMM that `matmul({ impl: 'auto' })` and every internal GEMM (model linears, LM head,
+   * linearCdpo, backward passes) run on this CPU at the current SIMD level, and why: the builtin
+   * GEMM at AVX-512, OpenBLAS at AVX2 when its kernels are AVX2 or better (README, "GEMM").
+   */
+  gemm: {
+    auto: 'builtin' | 'blas';
+    reason: string;
+    /** Instruction set of the kernels OpenBLAS loaded ('AVX-512', 'AVX2', 'AVX', 'SSE', 'unknown', 'none'). */
+    blasKernels: string;
+    /** OpenBLAS's core name ('SkylakeX', 'Haswell', ...) or 'none'. */
+    blasCore: string;
+    /** OPENBLAS_CORETYPE as the environment set it (OpenBLAS honours it; the package never changes it), or null. */
+    openblasCoretype: string | null;
+  };
   cuda: { compiled: boolean; runtime: string; architectures: number[]; devices: CudaDevice[] };
 }
 
@@ -63,6 +78,11 @@ export interface MemoryStats {
   peakBytes: number;
   /** Live allocations. */
   allocations: number;
+  /**
+   * Freed blocks (64 KiB to 64 MiB, at most 256 MiB) kept to serve the next allocation of the same
+   * size without page faults; not part of liveBytes. Given back when an allocation fails.
+   */
+  cachedBytes: number;
 }
 
 export interface Binding {
@@ -78,7 +98,7 @@ export interface Binding {
   fillRandom(t: TensorDesc, kind: 'normal' | 'uniform', seed: number, a: number, b: number): void;
   toDevice(src: TensorDesc, device: number): StorageHandle;
   matmul(a: TensorDesc, b: TensorDesc, out: TensorDesc | null, transA: boolean, transB: boolean,
-    impl: string, async: boolean): StorageHandle | undefined | Promise<StorageHandle | undefined>;
+    impl: string, async: boolean, alpha: number, beta: number): StorageHandle | undefined | Promise<StorageHandle | undefined>;
 }
 
 function load(): Binding {

@@ -45,8 +45,12 @@ class Shared {
   }
 }
 
-// Backstop for tensors that are never disposed: when one is collected, its share is given back.
-const registry = new FinalizationRegistry<Shared>((s) => s.releaseOne());
+// Tensors that are never disposed need no registry of their own: when every tensor over a
+// storage is collected, so are their Shared and its handle, whose native finalizer drops the
+// memory's reference (native/addon/napi_util.cc, StorageWrap). A FinalizationRegistry here used to
+// call release() instead, which detached the storage's ArrayBuffer and so emptied typed arrays
+// that the user still held (`const c = matmulSync(a, b).data` read as length 0 after some
+// allocations); it also cost a registration per tensor and a JS task per collected tensor.
 
 export function isDType(v: unknown): v is DType {
   return typeof v === 'string' && (DTYPES as readonly string[]).includes(v);
@@ -121,7 +125,6 @@ export class Tensor {
     this.strides = Object.freeze(strides.slice());
     this.offset = offset;
     this.device = deviceName(shared.handle.device);
-    registry.register(this, shared, this);
   }
 
   /**
@@ -259,8 +262,10 @@ export class Tensor {
 
   /**
    * Zero-copy typed-array view of a contiguous CPU tensor (f16/bf16 as raw Uint16 bits). Writes
-   * through it change the tensor. It is valid while any tensor over the memory is alive; after the
-   * last dispose() it is detached (length 0), never dangling.
+   * through it change the tensor. The view keeps the memory alive on its own: it stays valid after
+   * the tensor is garbage-collected, for as long as the view is reachable. Only dispose() of the
+   * last tensor over the memory ends it early: the view is then detached (length 0), never
+   * dangling.
    */
   get data(): TypedArrayOf<this['dtype']> {
     const h = this.#handle();
@@ -432,7 +437,6 @@ export class Tensor {
     const s = this.#shared;
     if (s === null) return;
     this.#shared = null;
-    registry.unregister(this);
     s.releaseOne();
   }
 

@@ -1,16 +1,23 @@
-// matmul: every implementation and SIMD level against a float64 reference, views, errors, and
-// that the async form leaves the event loop free.
+// matmul: every implementation and SIMD level against a float64 reference (all transposes, tile
+// and cache-block edges, strided views, alpha and beta), what 'auto' runs, determinism across
+// thread counts, errors, and that the async form leaves the event loop free.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { backend, matmul, matmulSync, setSimdLevel, Tensor } from '../src/index.js';
+import { backend, matmul, matmulSync, setNumThreads, setSimdLevel, Tensor } from '../src/index.js';
 import { assertRel, matmulRef, randomF32, rejectsLike, throwsLike } from './helpers.js';
 
 const LEVELS = (['scalar', 'avx2', 'avx512'] as const).filter((l) =>
   l === 'scalar' || (l === 'avx2' && backend().simd.avx2) || (l === 'avx512' && backend().bestKernels === 'avx512'));
 const IMPLS = ['auto', 'builtin', 'naive', ...(backend().blas !== 'none' ? ['blas'] as const : [])] as const;
-// Shapes that hit every edge: single row/column, tile remainders, K beyond one depth block.
-const SHAPES: [number, number, number][] = [[1, 1, 1], [1, 17, 5], [7, 1, 3], [6, 16, 8], [13, 35, 300], [65, 33, 257], [128, 96, 64]];
+// Shapes that hit every edge: single row/column, register-tile remainders (rows mod 6 and 12,
+// columns mod 16 and 32, k mod 8 and 16 in the transposing packers), K beyond one depth block.
+const SHAPES: [number, number, number][] = [[1, 1, 1], [1, 17, 5], [7, 1, 3], [6, 16, 8], [12, 32, 16], [13, 35, 300], [65, 33, 257],
+  [128, 96, 64], [11, 31, 15], [25, 47, 33]];
+// Shapes past the builtin GEMM's cache blocks (native/core/gemm_avx512.cc, gemm_avx2.cc): M past
+// MC (60), N past NC (768 at AVX-512, 1536 at AVX2), K past KC (1024 at AVX-512, split into equal
+// blocks; 512 at AVX2). Checked once per level and transpose, with every impl but naive.
+const BLOCK_SHAPES: [number, number, number][] = [[61, 1550, 40], [70, 50, 1030], [130, 777, 520]];
 
 for (const level of LEVELS) {
   test(`[${level}] f32 matmul of every impl matches float64 (rel err < 1e-5), all transposes`, () => {
@@ -33,6 +40,125 @@ for (const level of LEVELS) {
     } finally { setSimdLevel(prev); }
   });
 }
+
+for (const level of LEVELS) {
+  test(`[${level}] cache-block edges: M, N and K past one block, all transposes, match float64`, () => {
+    const prev = setSimdLevel(level);
+    try {
+      let seed = 500;
+      for (const [M, N, K] of BLOCK_SHAPES) {
+        for (const ta of [false, true]) for (const tb of [false, true]) {
+          const A = randomF32(M * K, seed++), B = randomF32(K * N, seed++);
+          const want = matmulRef(A, B, M, N, K, ta, tb);
+          using a = Tensor.from(A, ta ? [K, M] : [M, K]);
+          using b = Tensor.from(B, tb ? [N, K] : [K, N]);
+          for (const impl of IMPLS.filter((i) => i !== 'naive')) {
+            using c = matmulSync(a, b, { transA: ta, transB: tb, impl });
+            assertRel(c.data as Float32Array, want, 1e-5, `${impl} ${M}x${N}x${K} ta=${ta} tb=${tb}`);
+          }
+        }
+      }
+    } finally { setSimdLevel(prev); }
+  });
+
+  test(`[${level}] strided views (row stride > width), alpha and beta into out, every impl`, () => {
+    const prev = setSimdLevel(level);
+    try {
+      let seed = 900;
+      for (const [M, N, K] of [[13, 35, 29], [37, 70, 45]] as const) {
+        for (const ta of [false, true]) for (const tb of [false, true]) {
+          // a and b are column slices of wider tensors: unit stride along a row, row stride + 7.
+          const [ar, ac] = ta ? [K, M] : [M, K], [br, bc] = tb ? [N, K] : [K, N];
+          const Aw = randomF32(ar * (ac + 7), seed++), Bw = randomF32(br * (bc + 7), seed++);
+          const A = new Float32Array(ar * ac), B = new Float32Array(br * bc);
+          for (let i = 0; i < ar; i++) A.set(Aw.subarray(i * (ac + 7), i * (ac + 7) + ac), i * ac);
+          for (let i = 0; i < br; i++) B.set(Bw.subarray(i * (bc + 7), i * (bc + 7) + bc), i * bc);
+          const prod = matmulRef(A, B, M, N, K, ta, tb);
+          using aw = Tensor.from(Aw, [ar, ac + 7]);
+          using bw = Tensor.from(Bw, [br, bc + 7]);
+          const av = aw.slice(1, 0, ac), bv = bw.slice(1, 0, bc);
+          const C0 = randomF32(M * N, seed++);
+          const alpha = -0.75, beta = 0.5;
+          const want = Float64Array.from(prod, (p, i) => alpha * p + beta * C0[i]!);
+          for (const impl of IMPLS) {
+            using c = matmulSync(av, bv, { transA: ta, transB: tb, impl });
+            assertRel(c.data as Float32Array, prod, 1e-5, `${impl} view ${M}x${N}x${K} ta=${ta} tb=${tb}`);
+            using out = Tensor.from(C0, [M, N]);
+            matmulSync(av, bv, { transA: ta, transB: tb, impl, out, alpha, beta });
+            assertRel(out.data as Float32Array, want, 1e-5, `${impl} alpha/beta ${M}x${N}x${K} ta=${ta} tb=${tb}`);
+            // beta 0 never reads out: NaN there must not leak into the result
+            using nan = Tensor.from(new Float32Array(M * N).fill(NaN), [M, N]);
+            matmulSync(av, bv, { transA: ta, transB: tb, impl, out: nan, alpha });
+            assertRel(nan.data as Float32Array, Float64Array.from(prod, (p) => alpha * p), 1e-5, `${impl} beta 0 over NaN`);
+          }
+          av.dispose(); bv.dispose();
+        }
+      }
+    } finally { setSimdLevel(prev); }
+  });
+
+  test(`[${level}] 'auto' runs the GEMM backend().gemm names, bit for bit`, () => {
+    const prev = setSimdLevel(level);
+    try {
+      const g = backend().gemm;
+      assert.ok(g.auto === 'builtin' || g.auto === 'blas', g.auto);
+      assert.ok(g.reason.length > 20, g.reason);
+      if (backend().blas === 'none') assert.is(g.auto, 'builtin', 'no BLAS: builtin');
+      // The rule (native/core/gemm.cc): the builtin GEMM at AVX-512; at AVX2, OpenBLAS when its
+      // kernels are AVX2 or better; below its level, the builtin. VT_GEMM overrides it.
+      if (process.env.VT_GEMM === 'blas' || process.env.VT_GEMM === 'builtin') {
+        if (backend().blas !== 'none') assert.is(g.auto, process.env.VT_GEMM);
+      } else {
+        if (level === 'avx512') assert.is(g.auto, 'builtin');
+        if (level === 'avx2' && backend().blas !== 'none') assert.is(g.auto, ['AVX2', 'AVX-512'].includes(g.blasKernels) ? 'blas' : 'builtin');
+      }
+      for (const [M, N, K] of [[300, 200, 100], [5, 7, 3]] as const) {
+        using a = Tensor.from(randomF32(M * K, 31), [M, K]);
+        using b = Tensor.from(randomF32(K * N, 32), [K, N]);
+        using c1 = matmulSync(a, b);
+        using c2 = matmulSync(a, b, { impl: g.auto });
+        assert.equal(c1.data, c2.data, `${M}x${N}x${K}`);
+      }
+    } finally { setSimdLevel(prev); }
+  });
+}
+
+test('backend().gemm reports the OpenBLAS pin as the environment set it, and the package never changes it', () => {
+  const g = backend().gemm;
+  assert.is(g.openblasCoretype, process.env.OPENBLAS_CORETYPE || null);
+  if (backend().blas !== 'none') {
+    assert.match(backend().blas, new RegExp(`core ${g.blasCore.replace(/[()]/g, '.')}`));
+    assert.ok(['AVX-512', 'AVX2', 'AVX', 'SSE', 'unknown'].includes(g.blasKernels), g.blasKernels);
+    if (process.env.OPENBLAS_CORETYPE) assert.is(g.blasCore.toLowerCase(), process.env.OPENBLAS_CORETYPE.toLowerCase(), 'OpenBLAS runs the pinned core');
+  } else {
+    assert.is(g.blasKernels, 'none');
+  }
+});
+
+test('the builtin GEMM gives the same bits on 1 and 2 threads (each thread owns whole output tiles)', () => {
+  const prev = setNumThreads(1);
+  try {
+    for (const [M, N, K, ta, tb] of [[300, 1030, 520, false, true], [1030, 40, 300, true, false]] as const) {
+      using a = Tensor.from(randomF32(M * K, 41), ta ? [K, M] : [M, K]);
+      using b = Tensor.from(randomF32(K * N, 42), tb ? [N, K] : [K, N]);
+      setNumThreads(1);
+      using c1 = matmulSync(a, b, { transA: ta, transB: tb, impl: 'builtin' });
+      setNumThreads(2);
+      using c2 = matmulSync(a, b, { transA: ta, transB: tb, impl: 'builtin' });
+      assert.equal(c1.data, c2.data, `${M}x${N}x${K}`);
+    }
+  } finally { setNumThreads(prev); }
+});
+
+test('alpha and beta: bad values and beta without out are errors', () => {
+  using a = Tensor.zeros([2, 3]);
+  using b = Tensor.zeros([3, 2]);
+  using out = Tensor.zeros([2, 2]);
+  throwsLike(() => matmulSync(a, b, { beta: 1 }), TypeError, /out with beta = 1/);
+  throwsLike(() => matmulSync(a, b, { alpha: NaN }), TypeError, /alpha/);
+  throwsLike(() => matmulSync(a, b, { out, beta: Infinity }), RangeError, /beta/);
+  throwsLike(() => matmulSync(a, b, { alpha: '2' as never }), TypeError, /alpha/);
+});
 
 test('large matmul (threads split both ways) matches float64', async () => {
   for (const [M, N, K] of [[300, 1030, 520], [1030, 40, 300]] as const) {

@@ -1,5 +1,6 @@
 // Module entry: the Storage class, backend information, threads, then every registered family.
 #include "../core/blas.h"
+#include "../core/gemm.h"
 #include "../core/parallel.h"
 #include "../core/peak.h"
 #include "../core/simd.h"
@@ -41,6 +42,16 @@ static Napi::Value Backend(const Napi::CallbackInfo& info) {
   o.Set("bestKernels", simd_level_name(f.best));
   o.Set("threads", num_threads());
   o.Set("blas", blas_available() ? blas_name() : "none");
+  // What matmul({ impl: 'auto' }) and every internal GEMM run, and why (gemm.cc, gemm_auto()).
+  Napi::Object gemm = Napi::Object::New(env);
+  const GemmChoice choice = gemm_auto();
+  gemm.Set("auto", choice.impl == GemmImpl::Blas ? "blas" : "builtin");
+  gemm.Set("reason", choice.reason);
+  gemm.Set("blasKernels", blas_available() ? blas_kernels_name(blas_kernels()) : "none");
+  gemm.Set("blasCore", blas_core());
+  const char* pin = blas_coretype_env();
+  gemm.Set("openblasCoretype", pin ? Napi::Value(Napi::String::New(env, pin)) : env.Null());
+  o.Set("gemm", gemm);
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("compiled", cuda_compiled());
   cuda.Set("runtime", cuda_runtime_version());
@@ -86,7 +97,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
                 o.Set("readGBs", measure_read_bandwidth(threads, int64_t(1) << 29, 3));
                 return o;
               }));
-  // memoryStats() -> { liveBytes, peakBytes, allocations }: native host memory of tensors and
+  // memoryStats() -> { liveBytes, peakBytes, allocations, cachedBytes }: native host memory of tensors and
   // kernel workspaces. resetPeakMemory() starts a new peak window (benchmarks' peak extra memory).
   exports.Set("memoryStats", fn(env, "memoryStats", [](const Napi::CallbackInfo& info) -> Napi::Value {
                 HostMemoryStats m = host_memory_stats();
@@ -94,6 +105,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
                 o.Set("liveBytes", double(m.live_bytes));
                 o.Set("peakBytes", double(m.peak_bytes));
                 o.Set("allocations", double(m.allocations));
+                o.Set("cachedBytes", double(host_cached_bytes()));
                 return o;
               }));
   exports.Set("resetPeakMemory", fn(env, "resetPeakMemory", [](const Napi::CallbackInfo& info) -> Napi::Value {

@@ -1,6 +1,9 @@
-// matmul(a, b, out|null, transA, transB, impl, async): 2-D f32, C = op(A) op(B).
-#include "../core/gemm.h"
+// matmul(a, b, out|null, transA, transB, impl, async, alpha, beta): 2-D f32,
+// C = alpha op(A) op(B) + beta C (beta != 0 only with out; the TS layer checks both numbers).
+#include <cmath>
+
 #include "../core/cuda_api.h"
+#include "../core/gemm.h"
 #include "napi_util.h"
 
 namespace vt {
@@ -12,6 +15,10 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   bool ta = opt_bool(info[3], false), tb = opt_bool(info[4], false);
   std::string impl = info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "auto";
   bool async = opt_bool(info[6], false);
+  const float alpha = info[7].IsNumber() ? info[7].As<Napi::Number>().FloatValue() : 1.0f;
+  const float beta = info[8].IsNumber() ? info[8].As<Napi::Number>().FloatValue() : 0.0f;
+  if (!std::isfinite(alpha) || !std::isfinite(beta)) throw_range("Expected finite alpha and beta");
+  if (beta != 0.0f && (info[2].IsNull() || info[2].IsUndefined())) throw_type("Expected out with beta != 0 (beta scales out's values)");
   require_ndim(a, 2, "[M, K]");
   require_ndim(b, 2, "[K, N]");
   require_dtype(a, {DType::F32});
@@ -65,9 +72,9 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
         (void)keep_a;
         (void)keep_b;
         if (device >= 0)
-          cuda_sgemm(gta, gtb, M, N, K, 1.0f, pa, lda, pb, ldb, 0.0f, c, ldc, device);
+          cuda_sgemm(gta, gtb, M, N, K, alpha, pa, lda, pb, ldb, beta, c, ldc, device);
         else
-          sgemm(gta, gtb, M, N, K, 1.0f, pa, lda, pb, ldb, 0.0f, c, ldc, gi);
+          sgemm(gta, gtb, M, N, K, alpha, pa, lda, pb, ldb, beta, c, ldc, gi);
       },
       // A caller-given out already has its handle: resolve undefined rather than wrap it twice.
       [out, given_out](Napi::Env env) -> Napi::Value { return given_out ? env.Undefined() : Napi::Value(wrap_storage(env, out)); });

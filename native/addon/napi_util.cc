@@ -43,7 +43,30 @@ Napi::FunctionReference& storage_ctor() {
 }  // namespace
 
 // The JS handle of a Storage. The TS Tensor layer counts the tensors sharing one handle and
-// calls release() when the last is disposed; the GC finalizer is the backstop.
+// calls release() when the last is disposed. A handle nobody disposes is freed by this object's
+// own GC finalizer (the destructor): no FinalizationRegistry, so nothing but V8 tracks it.
+//
+// Results left to the garbage collector (issue 15). V8 frees native memory only when told about
+// it, and then only in a full (mark-compact) collection: attach() reports the bytes
+// (AdjustExternalMemory), and V8 starts a collection per ~64 MiB of reported growth, as it does
+// for its own ArrayBuffers. What a loop of undisposed results paid, measured with 1024^2 matmul
+// results (4 MiB) and 16 x 1024 x 80 window-attention outputs (5 MiB per 5 ms call):
+//  - fresh pages: each batch the collection freed was more than the allocator cache kept, so the
+//    next batch was page-faulted in again (80-560 faults per result). Fixed in storage.cc.
+//  - the collections themselves: ~9 ms of main-thread marking per collection on a 7 MB heap,
+//    every 13-16 results: 4-15% of the CPU time of these loops (none when disposed).
+// Blocks the allocator recycled from its cache are not reported (Storage::recycled, up to a
+// budget of 192 MiB in use): they were already the process's, so taking them does not grow it,
+// and V8 then collects per ~256 MiB of results instead of per 64 MiB. The cost is bounded: at
+// most the budget of dead results waits beyond what V8 would let wait (a loop of 4 MiB results
+// peaks at ~390 MiB of native memory instead of ~200). Once a typed-array view exists, V8 counts
+// the bytes through that ArrayBuffer itself (test/tensor.test.ts checks that viewed, undisposed
+// tensors are still collected), so the handle withdraws its own report rather than have V8 count
+// them twice and collect twice as often.
+// A collected handle never detaches its ArrayBuffer (issue 14, item 9): a typed array the user
+// still holds keeps the memory alive through the buffer's own reference (keep_ below), so
+// `const c = matmulSync(a, b).data` stays valid for as long as c is reachable. Only an explicit
+// dispose() detaches, because then the user asked for the memory back now.
 class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -57,26 +80,30 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
     exports.Set("Storage", c);
   }
   explicit StorageWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StorageWrap>(info) {}
+  // The GC finalizer: drops this handle's reference and its report, never detaches (see above).
   ~StorageWrap() override { drop(false); }
 
   void attach(Napi::Env env, StoragePtr s) {
     storage_ = std::move(s);
     env_ = env;
-    // File mappings are paged in and out by the kernel: they do not pressure the heap.
-    reported_ = storage_->owner ? 0 : int64_t(storage_->bytes);
+    // File mappings are paged in and out by the kernel, and a recycled block was already the
+    // process's (the class comment says why it is not reported).
+    reported_ = storage_->owner || storage_->recycled ? 0 : int64_t(storage_->bytes);
     if (storage_->device < 0 && reported_) Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
   }
   const StoragePtr& storage() const { return storage_; }
 
  private:
-  // An explicit release detaches the storage's ArrayBuffer, so its typed-array views become
-  // empty and the memory is freed now (once work in flight, which holds its own reference, is
-  // done). From the GC finalizer no JS may run: the buffer is just left to its own finalizer.
-  void drop(bool detach) {
-    if (reported_ && storage_ && storage_->device < 0 && env_) {
-      Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
-    }
+  void unreport() {
+    if (reported_ && storage_ && storage_->device < 0 && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
     reported_ = 0;
+  }
+  // detach (explicit release only): the storage's ArrayBuffer is detached, so its typed-array
+  // views become empty and the memory is freed now (once work in flight, which holds its own
+  // reference, is done). Without detach (the GC finalizer, where no JS may run) the buffer keeps
+  // its own reference and lives on while anything can read it.
+  void drop(bool detach) {
+    unreport();
     if (detach && !view_.IsEmpty()) {
       Napi::ArrayBuffer ab = view_.Value();
       if (!ab.IsDetached()) ab.Detach();
@@ -131,6 +158,9 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
     Napi::ArrayBuffer buf(env, ab);
     view_ = Napi::Persistent(buf);
     keep_ = keep;
+    // V8 now counts these bytes as the buffer's backing store (and stops when it is detached or
+    // collected): withdraw the handle's own report so that they press on the GC once, not twice.
+    unreport();
     return buf;
   }
 

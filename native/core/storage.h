@@ -16,6 +16,10 @@ struct Storage {
   // Memory the Storage does not own (a memory-mapped file): `owner` releases it when the last
   // reference goes; data is then neither counted nor freed here.
   std::shared_ptr<void> owner;
+  // The block came from the host allocator's cache of freed blocks (memory the process already
+  // held, so taking it did not grow the process) and fit the budget of such blocks in use
+  // (storage.cc): the addon does not report it to V8 as external memory (napi_util.cc says why).
+  bool recycled = false;
   ~Storage();
   Storage() = default;
   Storage(const Storage&) = delete;
@@ -37,7 +41,13 @@ struct HostMemoryStats {
 };
 HostMemoryStats host_memory_stats();
 void reset_host_memory_peak();
-void* host_alloc(size_t bytes);  // 64-byte aligned, counted; nullptr on failure
+// Freed blocks kept for reuse (storage.cc explains why); not counted in live_bytes.
+size_t host_cached_bytes();
+// Gives every cached block back to the system allocator.
+void host_release_cache();
+// 64-byte aligned, counted; nullptr on failure. *recycled (when given) tells whether the block
+// came from the cache of freed blocks.
+void* host_alloc(size_t bytes, bool* recycled = nullptr);
 void host_free(void* p, size_t bytes);
 
 // A counted, 64-byte aligned, uninitialised kernel workspace of n elements of T.

@@ -1,4 +1,4 @@
-import { checkBoolean, checkOneOf, checkOptions } from '../errors.js';
+import { checkBoolean, checkNumber, checkOneOf, checkOptions } from '../errors.js';
 import { native, type StorageHandle } from '../native.js';
 import { expectTensor, Tensor } from '../tensor.js';
 import { checkNoOverlap } from './overlap.js';
@@ -10,8 +10,16 @@ export interface MatmulOptions {
   transB?: boolean;
   /** Write into this contiguous f32 [M, N] tensor instead of allocating. */
   out?: Tensor;
-  /** 'auto' (the BLAS when linked, else builtin), 'blas', 'builtin' (blocked AVX2 GEMM) or 'naive' (reference triple loop, for benchmarks). */
+  /**
+   * 'auto' (the fastest for this CPU: the builtin GEMM at AVX-512, OpenBLAS at AVX2 when its
+   * kernels are AVX2 or better; `backend().gemm` says which and why), 'blas', 'builtin' (blocked
+   * GEMM, AVX-512 12x32 / AVX2 6x16 / scalar microkernels) or 'naive' (reference triple loop).
+   */
   impl?: 'auto' | 'blas' | 'builtin' | 'naive';
+  /** Scales the product (default 1). */
+  alpha?: number;
+  /** out = alpha op(a) op(b) + beta out (default 0: out's values are not read). Needs `out`. */
+  beta?: number;
 }
 
 function prepare(a: unknown, b: unknown, opts: MatmulOptions | undefined) {
@@ -21,6 +29,10 @@ function prepare(a: unknown, b: unknown, opts: MatmulOptions | undefined) {
   const transA = o.transA === undefined ? false : checkBoolean('transA', o.transA);
   const transB = o.transB === undefined ? false : checkBoolean('transB', o.transB);
   const impl = checkOneOf('impl', o.impl ?? 'auto', ['auto', 'blas', 'builtin', 'naive'] as const);
+  const FLT_MAX = 3.4028234663852886e38;  // alpha and beta are f32 in the GEMM
+  const alpha = o.alpha === undefined ? 1 : checkNumber('alpha', o.alpha, -FLT_MAX, FLT_MAX);
+  const beta = o.beta === undefined ? 0 : checkNumber('beta', o.beta, -FLT_MAX, FLT_MAX);
+  if (beta !== 0 && o.out === undefined) throw new TypeError(`Expected out with beta = ${beta} (beta scales out's values) but received no out`);
   const [M, K] = transA ? [ta.shape[1]!, ta.shape[0]!] : [ta.shape[0]!, ta.shape[1]!];
   const [Kb, N] = transB ? [tb.shape[1]!, tb.shape[0]!] : [tb.shape[0]!, tb.shape[1]!];
   if (K !== Kb) {
@@ -36,7 +48,7 @@ function prepare(a: unknown, b: unknown, opts: MatmulOptions | undefined) {
     checkNoOverlap('out', out, 'a', ta);
     checkNoOverlap('out', out, 'b', tb);
   }
-  return { ta, tb, transA, transB, impl, out, M, N };
+  return { ta, tb, transA, transB, impl, out, M, N, alpha, beta };
 }
 
 function finish(h: StorageHandle | undefined, out: Tensor | undefined, M: number, N: number): Tensor {
@@ -44,18 +56,18 @@ function finish(h: StorageHandle | undefined, out: Tensor | undefined, M: number
 }
 
 /**
- * C = op(a) op(b) for 2-D f32 tensors, on a native thread (the event loop keeps running).
- * a and b may be transposed views (a.transpose()) without a copy.
+ * C = alpha op(a) op(b) (+ beta out) for 2-D f32 tensors, on a native thread (the event loop
+ * keeps running). a and b may be transposed views (a.transpose()) without a copy.
  */
 export async function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Promise<Tensor> {
   const p = prepare(a, b, opts);
-  const h = await (native.matmul(p.ta._desc('a'), p.tb._desc('b'), p.out?._desc('out') ?? null, p.transA, p.transB, p.impl, true) as Promise<StorageHandle | undefined>);
+  const h = await (native.matmul(p.ta._desc('a'), p.tb._desc('b'), p.out?._desc('out') ?? null, p.transA, p.transB, p.impl, true, p.alpha, p.beta) as Promise<StorageHandle | undefined>);
   return finish(h, p.out, p.M, p.N);
 }
 
 /** The synchronous form of matmul(): blocks the calling thread. */
 export function matmulSync(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
   const p = prepare(a, b, opts);
-  const h = native.matmul(p.ta._desc('a'), p.tb._desc('b'), p.out?._desc('out') ?? null, p.transA, p.transB, p.impl, false) as StorageHandle | undefined;
+  const h = native.matmul(p.ta._desc('a'), p.tb._desc('b'), p.out?._desc('out') ?? null, p.transA, p.transB, p.impl, false, p.alpha, p.beta) as StorageHandle | undefined;
   return finish(h, p.out, p.M, p.N);
 }

@@ -1,0 +1,159 @@
+// AVX-512 kernels of the builtin GEMM (gemm_kernels.h): the 12 x 32 microkernel and the packers.
+// Compiled for AVX-512 only inside VT_AVX512_BEGIN/END; gemm.cc calls them only when cpu() allows.
+#include <cstdint>
+
+#include "gemm_kernels.h"
+#include "simd.h"
+
+#if VT_X86
+#include <immintrin.h>
+
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own intrinsics (_mm512_undefined_ps initialises itself on purpose).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+VT_AVX512_BEGIN
+namespace vt {
+namespace detail {
+namespace {
+
+constexpr int MR = 12, NR = 32;
+
+inline __mmask16 lanes(int n) { return n <= 0 ? __mmask16(0) : n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+
+// R rows of the 12 x 32 tile: 2R zmm accumulators + 2 B vectors + 1 broadcast (27 of 32 at
+// R = 12), 24 FMAs per pair of B loads. The C rows are prefetched first: they are read (beta != 0)
+// or written only after the k loop, and a tile's rows lie ldc apart, on separate pages for
+// large N.
+template <int R>
+void ukr(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta, int n) {
+  for (int i = 0; i < R; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+  }
+  __m512 acc[R][2];
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+    for (int i = 0; i < R; ++i) {
+      const __m512 a = _mm512_set1_ps(ap[i]);
+      acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+    }
+    ap += MR;
+    bp += NR;
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  const __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
+  for (int i = 0; i < R; ++i) {
+    float* ci = c + i * ldc;
+    __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+    if (beta != 0.0f) {
+      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+    }
+    _mm512_mask_storeu_ps(ci, m0, r0);
+    _mm512_mask_storeu_ps(ci + 16, m1, r1);
+  }
+}
+
+void ukr_any(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta, int m,
+             int n) {
+  switch (m) {
+    case 1: return ukr<1>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 2: return ukr<2>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 3: return ukr<3>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 4: return ukr<4>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 5: return ukr<5>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 6: return ukr<6>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 7: return ukr<7>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 8: return ukr<8>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 9: return ukr<9>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 10: return ukr<10>(kc, ap, bp, c, ldc, alpha, beta, n);
+    case 11: return ukr<11>(kc, ap, bp, c, ldc, alpha, beta, n);
+    default: return ukr<12>(kc, ap, bp, c, ldc, alpha, beta, n);
+  }
+}
+
+// In place: r[c] (row c of a 16 x 16 block) becomes column c. 48 shuffles for 256 floats.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // s[4i + c], 128-bit lane L: rows 4i..4i+3 of column 4L + c.
+  __m512 s[16];
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+    s[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    s[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    s[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    s[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  // Column 4L + c = lane L of s[c], s[4 + c], s[8 + c], s[12 + c].
+  for (int c = 0; c < 4; ++c) {
+    const __m512 v = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x44), w = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xEE);
+    const __m512 v2 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x44), w2 = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xEE);
+    r[c] = _mm512_shuffle_f32x4(v, v2, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(v, v2, 0xDD);
+    r[8 + c] = _mm512_shuffle_f32x4(w, w2, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(w, w2, 0xDD);
+  }
+}
+
+// Groups of 16 rows, 16 values of k at a time: masked loads for the k tail, zero rows past
+// `rows`, and only the panel's W lanes stored (12 of 16 for an A panel).
+void pack_trans(const float* src, int64_t ld, int64_t rows, int64_t kc, float* out, int W) {
+  for (int g = 0; g < W; g += 16) {
+    const int valid = int(rows - g < 0 ? 0 : rows - g > 16 ? 16 : rows - g);
+    const __mmask16 store_mask = lanes(W - g);
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+      const int kn = int(kc - k0 < 16 ? kc - k0 : 16);
+      const __mmask16 kmask = lanes(kn);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < valid ? _mm512_maskz_loadu_ps(kmask, src + (g + i) * ld + k0) : _mm512_setzero_ps();
+      transpose16(r);
+      float* o = out + k0 * W + g;
+      for (int k = 0; k < kn; ++k) _mm512_mask_storeu_ps(o + k * W, store_mask, r[k]);
+    }
+  }
+}
+
+void pack_copy(const float* src, int64_t ld, int64_t kc, int64_t cols, float* out, int W) {
+  const __mmask16 m0 = lanes(int(cols)), m1 = lanes(int(cols) - 16);
+  if (W == NR) {
+    for (int64_t k = 0; k < kc; ++k) {
+      _mm512_storeu_ps(out + k * NR, _mm512_maskz_loadu_ps(m0, src + k * ld));
+      _mm512_storeu_ps(out + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + k * ld + 16));
+    }
+  } else if (W == MR) {
+    // 12 wide: one masked 16-lane load, a 12-lane store.
+    for (int64_t k = 0; k < kc; ++k) _mm512_mask_storeu_ps(out + k * MR, lanes(MR), _mm512_maskz_loadu_ps(m0, src + k * ld));
+  } else {
+    gemm_pack_copy_scalar(src, ld, kc, cols, out, W);
+  }
+}
+
+}  // namespace
+
+// KC 1024 (K unsplit up to 1024): one Zen 4 core at 1024^3 went from 97 to 105-109 GFLOP/s
+// against KC 256 (OpenBLAS Cooperlake: 97-101), the LM head's 256 x 4096 x 896 tile from 92 to
+// 100-102 (OpenBLAS: 95-97). NC 768 keeps the packed B block at 3 MiB; MC 60 keeps packed A at
+// 240 KiB (60 and 120 measured level here; 60 leaves room in a 512 KiB L2).
+GemmKernels gemm_kernels_avx512() { return {MR, NR, 1024, 60, 768, ukr_any, pack_copy, pack_trans}; }
+
+}  // namespace detail
+}  // namespace vt
+VT_AVX512_END
+
+#else
+namespace vt {
+namespace detail {
+GemmKernels gemm_kernels_avx512() { return gemm_kernels_scalar(); }
+}  // namespace detail
+}  // namespace vt
+#endif
