@@ -171,23 +171,28 @@ const SYN = path.join(TMP, 'syn');
 const ready = HAVE_FFMPEG ? synth({ out: SYN, train: 0, test: 40, variant: 8, seed: 21 }) : null;
 ready?.catch(() => { /* reported by the tests that await it */ });
 
-/** Reads the balls off the last frame: colour -> { x, lane } (by the palette's exact colours). */
-function ballsInLastFrame(frames: Frame[], lanes: number): Map<string, { x: number; lane: number }> {
+/** Reads the balls off the last frame: colour -> { x, y, lane } (by the palette's exact colours), and the mark (white pixels' centroid). */
+function ballsInLastFrame(frames: Frame[], lanes: number): Map<string, { x: number; y: number; lane: number }> & { mark?: { x: number; y: number } } {
   const f = frames[frames.length - 1]!;
-  const out = new Map<string, { x: number; lane: number }>();
+  const out: Map<string, { x: number; y: number; lane: number }> & { mark?: { x: number; y: number } } = new Map();
+  let wn = 0, wx = 0, wy = 0;
+  for (let i = 0; i < f.width * f.height; i++) {
+    if (f.data[3 * i] === 255 && f.data[3 * i + 1] === 255 && f.data[3 * i + 2] === 255) { wn++; wx += i % f.width; wy += Math.floor(i / f.width); }
+  }
+  if (wn > 0) out.mark = { x: wx / wn, y: wy / wn };
   for (const [palette] of [[PALETTES.standard], [PALETTES.variant]] as const) {
     for (const [c, rgb] of Object.entries(palette)) {
       let n = 0, sx = 0, sy = 0;
       for (let i = 0; i < f.width * f.height; i++) {
         if (f.data[3 * i] === rgb[0] && f.data[3 * i + 1] === rgb[1] && f.data[3 * i + 2] === rgb[2]) { n++; sx += i % f.width; sy += Math.floor(i / f.width); }
       }
-      if (n > 3) out.set(c, { x: sx / n, lane: 1 + Math.floor((sy / n) / (f.height / lanes)) });
+      if (n > 3) out.set(c, { x: sx / n, y: sy / n, lane: 1 + Math.floor((sy / n) / (f.height / lanes)) });
     }
   }
   return out;
 }
 
-/** A model that sees: `reason` answers the counterfactual, otherwise it answers the leader it sees. */
+/** A model that sees: `reason` answers the counterfactual (removing the marked ball, or the one in the named lane), otherwise it answers the leader it sees. */
 function seeingModel(reason: boolean) {
   return {
     async generate(req: EvalRequest): Promise<EvalSample[]> {
@@ -196,7 +201,12 @@ function seeingModel(reason: boolean) {
       const balls = ballsInLastFrame(req.video as Frame[], letters.size);
       assert.is(balls.size, letters.size, 'every ball is seen');
       const lane = /lane (\d)/.exec(req.prompt);
-      const ranked = [...balls.entries()].filter(([, b]) => !(reason && lane && b.lane === Number(lane[1]))).sort((a, b) => b[1].x - a[1].x);
+      const marked = /the marked ball were removed/.test(req.prompt);
+      assert.ok(lane || marked, 'a counterfactual question names the removed ball');
+      const mk = balls.mark;
+      const removed = (b: { x: number; y: number; lane: number }) => (lane ? b.lane === Number(lane[1]) : Math.hypot(b.x - mk!.x, b.y - mk!.y) < 1.5);
+      if (marked) assert.is([...balls.values()].filter(removed).length, 1, 'the mark sits on one ball');
+      const ranked = [...balls.entries()].filter(([, b]) => !(reason && removed(b))).sort((a, b) => b[1].x - a[1].x);
       return [{ text: `<think>seen</think><answer>${letters.get(ranked[0]![0])}</answer>` }];
     },
   };

@@ -19,14 +19,18 @@ const TMP = mkdtempSync(path.join(tmpdir(), 'vt-synth-test-'));
 const read = (dir: string, f: string) => JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as SynthRow[];
 const SPLITS = ['train.json', 'test.json', 'test_variant.json'];
 
-// Two sets: the defaults, and every knob moved (6 balls, starts apart so the runner-up must be
-// extrapolated, a close leader, jitter and noise, descriptive questions, the FFV1 codec).
+// Three sets: the defaults (the removed ball marked, a fixed colour set); every knob moved (6
+// balls named by lane, random colours with shuffled options, shaded lanes, starts apart so the
+// runner-up must be extrapolated, a close leader, jitter and noise, descriptive questions, the FFV1
+// codec); and the defaults with descriptive questions (which ball is marked, first, second).
 const DEFAULT_DIR = path.join(TMP, 'default');
 const HARD_DIR = path.join(TMP, 'hard');
+const DESC_DIR = path.join(TMP, 'desc');
 const ready = HAVE_FFMPEG ? Promise.all([
   synth({ out: DEFAULT_DIR, train: 300, test: 100, variant: 100, seed: 7 }),
-  synth({ out: HARD_DIR, train: 150, test: 60, variant: 40, seed: 8, objects: 6, startSpread: 0.15, leadGap: 0.05, minGap: 0.05, packLow: 0.3,
-    jitter: 1, noise: 3, descriptiveShare: 0.2, codec: 'ffv1', variantOptions: { objects: 5 } }),
+  synth({ out: HARD_DIR, train: 150, test: 60, variant: 40, seed: 8, objects: 6, height: 84, startSpread: 0.15, leadGap: 0.05, minGap: 0.05, packLow: 0.3,
+    jitter: 1, noise: 3, descriptiveShare: 0.2, codec: 'ffv1', nameBy: 'lane', colourSet: 'random', laneShade: 20, variantOptions: { objects: 5 } }),
+  synth({ out: DESC_DIR, train: 60, test: 30, variant: 0, seed: 9, descriptiveShare: 0.5, markRadius: 3 }),
 ]) : null;
 ready?.catch(() => { /* reported by the tests that await it */ });
 
@@ -55,21 +59,38 @@ test('labels: every question re-simulated without the removed ball gives its ans
   if (skipWithoutFfmpeg()) return;
   await ready;
   let checked = 0;
-  for (const dir of [DEFAULT_DIR, HARD_DIR]) {
+  const sets = { fixed: 0, random: 0, shuffled: 0 };
+  for (const dir of [DEFAULT_DIR, HARD_DIR, DESC_DIR]) {
     for (const f of SPLITS) {
+      if (!existsSync(path.join(dir, f))) continue;
       for (const row of read(dir, f)) {
         const sc = row.scene;
         const N = sc.objects.length;
         assert.equal(row.options.map((o) => o.slice(3)).sort(), sc.objects.map((b) => b.colour).sort(), 'one option per ball');
         assert.equal(row.options.map((o) => o.slice(0, 1)), 'ABCDEFGH'.slice(0, N).split(''), 'letters A, B, ...');
+        const inPaletteOrder = row.options.every((o, i) => o.slice(3) === COLOURS[i]);
+        if (sc.colour_set === 'fixed') assert.ok(inPaletteOrder, `${f} ${row.problem_id}: a fixed set is the first ${N} colours, in that order`);
+        else if (!inPaletteOrder) sets.shuffled++;
+        sets[sc.colour_set]++;
+        assert.is(row.question.named_by, sc.name_by);
+        if (sc.name_by === 'mark') {
+          assert.ok(sc.marked! >= 1 && sc.marked! <= N, 'every marked scene marks one ball');
+          assert.is(sc.mark_radius, dir === DESC_DIR ? 3 : 2);
+        } else {
+          assert.is(sc.marked, undefined, 'no mark when questions name lanes');
+        }
         const observed = simulatedWinner(sc.objects);
         assert.is(row.question.observed_winner, observed, `${f} ${row.problem_id}: observed winner`);
         assert.is(row.shortcut_answer, letterOf(row, observed), 'the shortcut answer is the observed winner');
         const answer = colourOf(row, /<answer>([A-H])<\/answer>/.exec(row.solution)![1]!);
         assert.is(answer, row.question.answer);
-        const m = /^If the ball in lane (\d) were removed, which ball would finish first\?$/.exec(row.problem);
+        const byLane = /^If the ball in lane (\d) were removed, which ball would finish first\?$/.exec(row.problem);
+        const byMark = row.problem === 'If the marked ball were removed, which ball would finish first?';
+        assert.ok(!byMark || sc.name_by === 'mark');
+        assert.ok(!byLane || sc.name_by === 'lane');
+        const m = byLane || byMark;
         if (m) {
-          const lane = Number(m[1]);
+          const lane = byLane ? Number(byLane[1]) : sc.marked!;
           assert.is(row.question.lane, lane);
           assert.ok(lane >= 1 && lane <= N);
           assert.is(answer, simulatedWinner(sc.objects, lane), `${f} ${row.problem_id}: the counterfactual answer`);
@@ -79,6 +100,13 @@ test('labels: every question re-simulated without the removed ball gives its ans
         } else if (row.problem === 'Which ball finishes first?') {
           assert.is(row.question_type, 'descriptive');
           assert.is(answer, observed);
+        } else if (row.problem === 'Which ball finishes second?') {
+          assert.is(row.question_type, 'descriptive');
+          // the runner-up: the winner of the race without the observed winner
+          assert.is(answer, simulatedWinner(sc.objects, sc.objects.find((b) => b.colour === observed)!.lane));
+        } else if (row.problem === 'Which ball is marked?') {
+          assert.is(row.question_type, 'descriptive');
+          assert.is(answer, sc.objects.find((b) => b.lane === sc.marked)!.colour);
         } else {
           const l = /^Which ball is in lane (\d)\?$/.exec(row.problem);
           assert.ok(l, `an unknown question: ${row.problem}`);
@@ -88,11 +116,16 @@ test('labels: every question re-simulated without the removed ball gives its ans
         // the reference reasoning names the right balls
         assert.ok(row.process.startsWith('<think>') && row.process.endsWith('</think>'));
         if (m) assert.ok(row.process.includes(`the ${answer} ball finishes first.</think>`));
+        if (byMark) assert.ok(row.process.startsWith(`<think>The marked ball is the ${sc.objects.find((b) => b.lane === sc.marked)!.colour} ball.`));
         checked++;
       }
     }
   }
-  assert.is(checked, 300 + 100 + 100 + 150 + 60 + 40);
+  assert.is(checked, 300 + 100 + 100 + 150 + 60 + 40 + 60 + 30);
+  assert.equal([sets.fixed, sets.random], [500 + 90, 250]);
+  assert.ok(sets.shuffled > 0.9 * sets.random, 'random sets shuffle their options');
+  const kinds = new Set([...read(DESC_DIR, 'train.json'), ...read(DESC_DIR, 'test.json')].map((r) => r.question.kind));
+  assert.equal([...kinds].sort(), ['counterfactual', 'marked', 'second', 'winner'], 'every descriptive kind occurs');
 });
 
 test('videos: the decoded frames are the rendered ones, and the balls are where the scene says', async () => {
@@ -133,6 +166,15 @@ test('videos: the decoded frames are the rendered ones, and the balls are where 
           if (sx / sw > best.x) best = { x: sx / sw, c: b.colour };
         }
         if (t === row.scene.frames - 1) assert.is(best.c, row.question.observed_winner, 'the observed winner leads in the last frame');
+        // the mark: white at the marked ball's centre, the ball's own colour at every other centre
+        for (const b of row.scene.objects) {
+          const cx = row.scene.start_x + (row.scene.finish_x - row.scene.start_x) * (b.start + b.speed * t / row.scene.fps);
+          const cy = ((b.lane - 0.5) * H) / N - 0.5;
+          const p = 3 * (Math.round(cy) * W + Math.round(cx));
+          const px = [f.data[p]!, f.data[p + 1]!, f.data[p + 2]!];
+          if (b.lane === row.scene.marked) assert.ok(px.every((v) => v > 235), `${row.path} frame ${t}: the mark on the ${b.colour} ball (${px})`);
+          else assert.ok(Math.abs(px[0]! - b.rgb[0]) + Math.abs(px[1]! - b.rgb[1]) + Math.abs(px[2]! - b.rgb[2]) < 12, `${row.path} frame ${t}: no mark on the ${b.colour} ball`);
+        }
       });
     });
   }
@@ -242,8 +284,12 @@ test('errors: options are checked and named; a failed run leaves nothing behind'
   await rejectsLike(synth({ out, objects: 3 }), RangeError, /integer in \[4, 8\] for options\.objects but received 3/);
   await rejectsLike(synth({ out, width: 100 }), RangeError, /multiple of 28 .* for options\.width but received 100/);
   await rejectsLike(synth({ out, frames: 7 }), RangeError, /even number of frames .* for options\.frames but received 7/);
-  await rejectsLike(synth({ out, objects: 6, minGap: 0.3 }), RangeError, /for options\.minGap but received 0\.3/);
+  await rejectsLike(synth({ out, objects: 6, height: 84, minGap: 0.3 }), RangeError, /for options\.minGap but received 0\.3/);
   await rejectsLike(synth({ out, radius: 9 }), RangeError, /for options\.radius/);
+  await rejectsLike(synth({ out, markRadius: 6 }), RangeError, /radius below the balls' \(6\).* for options\.markRadius but received 6/);
+  await rejectsLike(synth({ out, nameBy: 'colour' as never }), RangeError, /'mark', 'lane' for options\.nameBy/);
+  await rejectsLike(synth({ out, colourSet: 'all' as never }), RangeError, /'fixed', 'random' for options\.colourSet/);
+  await rejectsLike(synth({ out, laneShade: -1 }), RangeError, /options\.laneShade/);
   await rejectsLike(synth({ out, startSpread: 0.5 }), RangeError, /below packLow .* for options\.startSpread/);
   await rejectsLike(synth({ out, train: -1 }), RangeError, /options\.train/);
   await rejectsLike(synth({ out, train: 0, test: 0, variant: 0 }), RangeError, /at least one question/);
@@ -268,12 +314,13 @@ test('errors: options are checked and named; a failed run leaves nothing behind'
 test('CLI: synth as a user runs it gives the API\'s files; bad options exit 2, bad values 1', async () => {
   if (skipWithoutFfmpeg()) return;
   const out = path.join(TMP, 'cli');
-  const r = cli('synth', '--out', out, '--train', '8', '--test', '4', '--variant', '2', '--seed', '5', '--objects', '5', '--lead-gap', '0.2', '--quiet');
+  const r = cli('synth', '--out', out, '--train', '8', '--test', '4', '--variant', '2', '--seed', '5', '--objects', '5', '--radius', '4', '--lead-gap', '0.2',
+    '--name-by', 'lane', '--colour-set', 'random', '--lane-shade', '10', '--quiet');
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stdout, /train\.json\s+8 questions: 6 observational, 2 inferential, 0 descriptive/);
   assert.is(r.stderr, '', '--quiet');
   const api = path.join(TMP, 'cli-api');
-  await synth({ out: api, train: 8, test: 4, variant: 2, seed: 5, objects: 5, leadGap: 0.2 });
+  await synth({ out: api, train: 8, test: 4, variant: 2, seed: 5, objects: 5, radius: 4, leadGap: 0.2, nameBy: 'lane', colourSet: 'random', laneShade: 10 });
   for (const f of SPLITS) assert.ok(readFileSync(path.join(out, f)).equals(readFileSync(path.join(api, f))), `${f}: the CLI passes its options through`);
   const again = cli('synth', '--out', out, '--train', '2', '--test', '0', '--variant', '0', '--quiet');
   assert.is(again.status, 1);

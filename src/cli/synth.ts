@@ -6,7 +6,7 @@ export const summary = 'writes the synthetic race benchmark: videos, train/test/
 const d = DEFAULT_SCENE;
 export const help = `Usage: videothinker synth [--out DIR] [--train N] [--test N] [--variant N] [--seed S] [knobs]
 
-Short videos of balls racing in lanes and counterfactual questions ("If the ball in lane 2 were
+Short videos of balls racing in lanes and counterfactual questions ("If the marked ball were
 removed, which ball would finish first?") in the VideoThinker / Video-R1 JSON format. Observational:
 the removed ball is not the winner (answer: the winner); inferential: it is (answer: the runner-up).
 Writes DIR/train.json, test.json, test_variant.json (video paths relative to DIR), videos/,
@@ -31,6 +31,12 @@ Knobs (scene difficulty):
   --pack-low F           slowest ball's least progress at the end (default ${d.packLow})
   --start-spread F       balls start up to F of the track past the line (default ${d.startSpread})
   --noise S              pixel noise std in u8 levels (default ${d.noise}); --jitter P: position wobble in pixels (default ${d.jitter})
+  --name-by M            how a question names the removed ball: mark (default: a white dot on it in
+                         every frame) or lane ("the ball in lane 2")
+  --mark-radius R        the mark's radius in pixels (default ${d.markRadius})
+  --colour-set S         fixed (default: the first N colours, options always in that order) or
+                         random (a random set per scene, options shuffled per question)
+  --lane-shade L         lanes in shades of the background, +L levels at the top to -L at the bottom (default ${d.laneShade})
   --codec C              x264rgb (lossless H.264 RGB, .mp4; default) or ffv1 (.mkv)
   --concurrency N        ffmpeg processes at once (default: min(4, CPUs))
 ${COMMON_HELP}`;
@@ -40,7 +46,7 @@ export async function run(argv: string[]): Promise<number> {
   const a = parse('synth', argv, {
     out: s, train: s, test: s, variant: s, seed: s, 'inferential-share': s, 'descriptive-share': s, force: { type: 'boolean' }, quiet: { type: 'boolean' },
     objects: s, frames: s, fps: s, width: s, height: s, radius: s, 'lead-gap': s, 'min-gap': s, 'pack-low': s, 'start-spread': s,
-    noise: s, jitter: s, codec: s, concurrency: s,
+    noise: s, jitter: s, codec: s, concurrency: s, 'name-by': s, 'mark-radius': s, 'colour-set': s, 'lane-shade': s,
   }, 0);
   if (!a) { console.log(help); return 0; }
   const v = a.values;
@@ -53,6 +59,9 @@ export async function run(argv: string[]): Promise<number> {
   set('leadGap', num('lead-gap', v['lead-gap'])); set('minGap', num('min-gap', v['min-gap'])); set('packLow', num('pack-low', v['pack-low']));
   set('startSpread', num('start-spread', v['start-spread'])); set('noise', num('noise', v.noise)); set('jitter', num('jitter', v.jitter));
   set('concurrency', int('concurrency', v.concurrency));
+  set('markRadius', num('mark-radius', v['mark-radius'])); set('laneShade', num('lane-shade', v['lane-shade']));
+  if (v['name-by'] !== undefined) opts.nameBy = v['name-by'] as SynthOptions['nameBy'];
+  if (v['colour-set'] !== undefined) opts.colourSet = v['colour-set'] as SynthOptions['colourSet'];
   if (v.codec !== undefined) opts.codec = v.codec as SynthOptions['codec'];
   if (v.force) opts.overwrite = true;
   if (!v.quiet) {

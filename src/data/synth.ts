@@ -1,19 +1,30 @@
 // The synthetic shortcut benchmark: short videos of coloured balls racing in lanes, with
-// counterfactual questions ("If the ball in lane 2 were removed, which ball would finish first?")
+// counterfactual questions ("If the marked ball were removed, which ball would finish first?")
 // in the VideoThinker / Video-R1 JSON format, written as real video files with the system's ffmpeg.
 //
-// Why a race, and these choices (reproduce-notes.md): a question is *observational* when the
-// removed ball is not the winner (the answer is the winner seen in the video) and *inferential*
-// when it is (the answer is the runner-up). Answering what is seen is the shortcut: right on every
-// observational question, wrong on every inferential one. The removed ball is named by its lane,
-// never by its colour: with a colour in the question, "never answer the named colour" is a rule
-// that all data supports and no shortcut appears. The winner runs away from the pack (a clear
-// leader), which makes the observed outcome easy to read and so a tempting answer; at least four
-// balls make matching a lane to a colour non-trivial.
+// Why a race, and these choices: a question is *observational* when the removed ball is not the
+// winner (the answer is the winner seen in the video) and *inferential* when it is (the answer is
+// the runner-up). Answering what is seen is the shortcut: right on every observational question,
+// wrong on every inferential one. The removed ball is named by a per-scene attribute, never by its
+// colour: with a colour in the question, "never answer the named colour" is a rule that all data
+// supports and no shortcut appears. The winner runs away from the pack (a clear leader), which
+// makes the observed outcome easy to read and so a tempting answer.
+//
+// The attribute is a white mark on the removed ball (default) or its lane number. Measured with the
+// tiny preset (docs/reproduction.md): lane questions stayed at chance after 600 SFT steps, even
+// "which ball is in lane 2?" alone and with lanes painted in different shades, while "which ball
+// is marked?" reached 83% in the same budget. A lane number has to be bound to a place in the
+// frame, which the decoder sees only through M-RoPE, and a 16-wide head leaves it almost no height
+// or width frequency; the mark is found by what it looks like. For the same reason the default
+// colour set is fixed (the first N colours, options always in that order): with a random set and
+// shuffled options, even "which ball finishes first?" stayed at chance for 600 steps (matching a
+// colour to its letter is a second lookup), with the fixed set it was learnt in under 400. The
+// mid-grey background and 6-pixel balls are the other measured change: on a dark background with
+// 4-pixel balls the tiny model learnt nothing from the frames in 400 steps.
 //
 // Frames: 112x56 pixels by default, 8 frames at 2 fps. Both sides are multiples of 28 (patch 14 x
 // merge 2), so the processor never resamples: every pixel reaches the model as rendered. Each lane
-// is 14 pixels high (one patch row); the wide track gives 100 pixels of horizontal resolution for
+// is 14 pixels high (one patch row, balls of radius 6); the wide track gives 100 pixels of horizontal resolution for
 // the positions that decide the race. The vision tower sees 4 x 8 patches per frame pair, merged to
 // 2 x 4 = 8 tokens: 32 video tokens per question for 8 frames. 8 frames at 2 fps are exactly the
 // frames VideoThinker's sampling (2 fps, 4 to 16 frames) takes.
@@ -62,7 +73,7 @@ export interface SceneOptions {
   /** Frame size in pixels, multiples of 28 (default 112 x 56). */
   width: number;
   height: number;
-  /** Ball radius in pixels (default 4). */
+  /** Ball radius in pixels (default 6). */
   radius: number;
   /** The winner's least lead over the runner-up at the last frame, as a fraction of the track (default 0.25: a runaway leader). */
   leadGap: number;
@@ -85,13 +96,37 @@ export interface SceneOptions {
   jitter: number;
   /** Which RGB shades the colour names get (default 'standard'). */
   palette: 'standard' | 'variant';
-  /** Background RGB (default [32, 32, 40]). */
+  /** Background RGB (default [120, 116, 108], a mid grey: an empty patch is then near zero after the processor's normalisation). */
   background: RGB;
+  /**
+   * Lanes painted in shades of the background: lane 1 this many levels brighter, the last lane
+   * this many darker, the others evenly between (default 0: one shade). A lane is then something
+   * the vision tower sees in every patch of it, not only where it lies in the frame.
+   */
+  laneShade: number;
+  /**
+   * How a question names the ball it removes: 'mark' (default), a white dot on that ball in every
+   * frame ("If the marked ball were removed, ..."), or 'lane', its lane number ("If the ball in
+   * lane 2 were removed, ..."). Both are per-scene attributes, never a word that can be an answer.
+   * A lane number must be bound to a place in the frame, which the tiny presets do not learn in
+   * the reproduction's budget (M-RoPE leaves a 16-wide head almost no height/width frequency);
+   * the mark is found by what it looks like.
+   */
+  nameBy: 'mark' | 'lane';
+  /** Radius of the mark in pixels (default 2): smaller is harder to see. */
+  markRadius: number;
+  /**
+   * 'fixed' (default): the first `objects` colours in every scene (random lanes), options always in
+   * that order, so an answer letter means one colour; 'random': a random set of colours per scene
+   * and options shuffled per question (matching a colour to its letter is then part of the task).
+   */
+  colourSet: 'fixed' | 'random';
 }
 
 export const DEFAULT_SCENE: Readonly<SceneOptions> = Object.freeze({
-  objects: 4, frames: 8, fps: 2, width: 112, height: 56, radius: 4, leadGap: 0.25, minGap: 0.06, packLow: 0.2,
-  startSpread: 0, noise: 0, jitter: 0, palette: 'standard', background: [32, 32, 40] as RGB,
+  objects: 4, frames: 8, fps: 2, width: 112, height: 56, radius: 6, leadGap: 0.25, minGap: 0.06, packLow: 0.2,
+  startSpread: 0, noise: 0, jitter: 0, palette: 'standard', background: [120, 116, 108] as RGB, laneShade: 0,
+  nameBy: 'mark', markRadius: 2, colourSet: 'fixed',
 });
 
 /**
@@ -101,7 +136,8 @@ export const DEFAULT_SCENE: Readonly<SceneOptions> = Object.freeze({
  */
 export function variantScene(base: SceneOptions): SceneOptions {
   return {
-    ...base, palette: 'variant', background: [78, 72, 60], radius: Math.max(2, base.radius - 1),
+    ...base, palette: 'variant', background: [92, 98, 110], radius: Math.max(2, base.radius - 1),
+    markRadius: Math.min(base.markRadius, Math.max(0.5, base.radius - 1.5)),
     packLow: Math.min(base.packLow + 0.15, 0.9), leadGap: base.leadGap * 0.7,
   };
 }
@@ -155,6 +191,14 @@ export interface Scene {
   width: number; height: number; frames: number; fps: number; radius: number;
   noise: number; jitter: number;
   background: RGB;
+  /** Lane k's background is background + lane_shade * (1 - 2 (k - 1) / (lanes - 1)) per channel, clamped (0 or absent: one shade). */
+  lane_shade?: number;
+  /** How questions name the removed ball, and the colour set (see SceneOptions). */
+  name_by: 'mark' | 'lane';
+  colour_set: 'fixed' | 'random';
+  /** The lane of the marked ball (named_by 'mark'; set with the question) and the mark's radius. */
+  marked?: number;
+  mark_radius?: number;
   /** x (pixels) of the ball centre at progress 0 and 1. */
   start_x: number; finish_x: number;
   /** By lane. */
@@ -165,8 +209,10 @@ export interface Scene {
 }
 
 export interface SynthQuestion {
-  kind: 'counterfactual' | 'winner' | 'lane';
-  /** The lane the question names (counterfactual: the removed ball's; lane: the asked one). */
+  kind: 'counterfactual' | 'winner' | 'second' | 'lane' | 'marked';
+  /** How the question names a ball: by the mark in the video or by its lane number. */
+  named_by: 'mark' | 'lane';
+  /** The lane of the ball the question is about (counterfactual: the removed one; lane, marked: the asked one). */
   lane?: number;
   /** The true answer (a colour). */
   answer: Colour;
@@ -206,7 +252,9 @@ export interface SynthResult {
 }
 
 const LETTERS = 'ABCDEFGH';
-const SCENE_KEYS: (keyof SceneOptions)[] = ['objects', 'frames', 'fps', 'width', 'height', 'radius', 'leadGap', 'minGap', 'packLow', 'startSpread', 'noise', 'jitter', 'palette', 'background'];
+/** The mark on the ball a question removes (named_by 'mark'). */
+const MARK_RGB: RGB = [255, 255, 255];
+const SCENE_KEYS: (keyof SceneOptions)[] = ['objects', 'frames', 'fps', 'width', 'height', 'radius', 'leadGap', 'minGap', 'packLow', 'startSpread', 'noise', 'jitter', 'palette', 'background', 'laneShade', 'nameBy', 'markRadius', 'colourSet'];
 const SYNTH_KEYS = new Set<string>([...SCENE_KEYS, 'out', 'train', 'test', 'variant', 'seed', 'inferentialShare', 'descriptiveShare', 'variantOptions', 'codec', 'ffmpeg', 'concurrency', 'overwrite', 'signal', 'onProgress']);
 
 /** Checks a full scene setting; `name` prefixes the option names in errors. */
@@ -235,6 +283,11 @@ export function checkScene(o: SceneOptions, name = 'options'): SceneOptions {
   }
   checkNumber(n('noise'), o.noise, 0, 128);
   checkNumber(n('jitter'), o.jitter, 0, 16);
+  checkNumber(n('laneShade'), o.laneShade, 0, 127);
+  checkOneOf(n('nameBy'), o.nameBy, ['mark', 'lane']);
+  checkNumber(n('markRadius'), o.markRadius, 0.5, 64);
+  if (o.nameBy === 'mark' && o.markRadius >= o.radius) throw rangeError(n('markRadius'), `a radius below the balls' (${o.radius}): the mark sits on a ball`, o.markRadius);
+  checkOneOf(n('colourSet'), o.colourSet, ['fixed', 'random']);
   checkOneOf(n('palette'), o.palette, ['standard', 'variant']);
   if (!Array.isArray(o.background) || o.background.length !== 3 || o.background.some((v) => !Number.isInteger(v) || v < 0 || v > 255)) {
     throw typeError(n('background'), 'an array of 3 integers in [0, 255] (RGB)', o.background);
@@ -253,7 +306,7 @@ export function makeScene(o: SceneOptions, seed: number): Scene {
   const rng = new Rng(seed);
   const N = o.objects;
   const T = (o.frames - 1) / o.fps;
-  const colours = rng.shuffle([...COLOURS]).slice(0, N);
+  const colours = o.colourSet === 'fixed' ? rng.shuffle(COLOURS.slice(0, N)) : rng.shuffle([...COLOURS]).slice(0, N);
   const winnerLane = rng.int(N);
   // N - 1 progress values at least minGap apart, uniform over that set: draw in the range shrunk by
   // the gaps, sort, then spread by i * minGap.
@@ -273,7 +326,8 @@ export function makeScene(o: SceneOptions, seed: number): Scene {
   const margin = Math.ceil(o.radius) + 2;
   return {
     seed, width: o.width, height: o.height, frames: o.frames, fps: o.fps, radius: o.radius, noise: o.noise, jitter: o.jitter,
-    background: [...o.background] as RGB, start_x: margin, finish_x: o.width - 1 - margin, objects, order, winner: order[0]!,
+    background: [...o.background] as RGB, ...(o.laneShade > 0 ? { lane_shade: o.laneShade } : {}),
+    name_by: o.nameBy, colour_set: o.colourSet, ...(o.nameBy === 'mark' ? { mark_radius: o.markRadius } : {}), start_x: margin, finish_x: o.width - 1 - margin, objects, order, winner: order[0]!,
   };
 }
 
@@ -295,6 +349,14 @@ export function renderScene(s: Scene): Uint8Array[] {
   const bg = s.background;
   const base = new Float32Array(W * H * 3);
   for (let i = 0; i < W * H; i++) { base[3 * i] = bg[0]; base[3 * i + 1] = bg[1]; base[3 * i + 2] = bg[2]; }
+  const shade = s.lane_shade ?? 0;
+  if (shade > 0) {
+    for (let y = 0; y < H; y++) {
+      const lane = Math.min(N - 1, Math.floor((y * N) / H));
+      const d = shade * (1 - (2 * lane) / (N - 1));
+      for (let x = 0; x < W; x++) for (let c = 0; c < 3; c++) base[3 * (y * W + x) + c] = Math.min(255, Math.max(0, bg[c]! + d));
+    }
+  }
   const paint = (x: number, y: number, rgb: readonly number[], a: number) => {
     const i = 3 * (y * W + x);
     for (let c = 0; c < 3; c++) base[i + c] = base[i + c]! * (1 - a) + rgb[c]! * a;
@@ -303,26 +365,32 @@ export function renderScene(s: Scene): Uint8Array[] {
   for (let k = 1; k < N; k++) { const y = Math.round((k * H) / N) - 1; for (let x = 0; x < W; x++) paint(x, y, line, 1); }
   for (const [x, a] of [[Math.round(s.start_x), 0.5], [Math.round(s.finish_x), 0.85]] as const) for (let y = 0; y < H; y++) paint(x, y, [235, 235, 235], a);
   const frames: Uint8Array[] = [];
-  const r = s.radius, r2 = r * r, track = s.finish_x - s.start_x;
+  const r = s.radius, track = s.finish_x - s.start_x;
+  // An antialiased disc (4 x 4 supersampling per pixel) blended over img.
+  const disc = (img: Float32Array, cx: number, cy: number, rad: number, rgb: readonly number[]) => {
+    const r2 = rad * rad;
+    for (let y = Math.max(0, Math.floor(cy - rad - 1)); y <= Math.min(H - 1, Math.ceil(cy + rad + 1)); y++) {
+      for (let x = Math.max(0, Math.floor(cx - rad - 1)); x <= Math.min(W - 1, Math.ceil(cx + rad + 1)); x++) {
+        let cover = 0;
+        for (let sy = 0; sy < 4; sy++) for (let sx = 0; sx < 4; sx++) {
+          const dx = x + (sx + 0.5) / 4 - 0.5 - cx, dy = y + (sy + 0.5) / 4 - 0.5 - cy;
+          if (dx * dx + dy * dy <= r2) cover++;
+        }
+        if (cover) {
+          const i = 3 * (y * W + x), a = cover / 16;
+          for (let c = 0; c < 3; c++) img[i + c] = img[i + c]! * (1 - a) + rgb[c]! * a;
+        }
+      }
+    }
+  };
   for (let f = 0; f < s.frames; f++) {
     const img = Float32Array.from(base);
     const t = f / s.fps;
     for (const b of s.objects) {
       const cx = s.start_x + track * (b.start + b.speed * t) + (s.jitter > 0 ? s.jitter * rng.normal() : 0);
       const cy = ((b.lane - 0.5) * H) / N - 0.5;
-      for (let y = Math.max(0, Math.floor(cy - r - 1)); y <= Math.min(H - 1, Math.ceil(cy + r + 1)); y++) {
-        for (let x = Math.max(0, Math.floor(cx - r - 1)); x <= Math.min(W - 1, Math.ceil(cx + r + 1)); x++) {
-          let cover = 0;
-          for (let sy = 0; sy < 4; sy++) for (let sx = 0; sx < 4; sx++) {
-            const dx = x + (sx + 0.5) / 4 - 0.5 - cx, dy = y + (sy + 0.5) / 4 - 0.5 - cy;
-            if (dx * dx + dy * dy <= r2) cover++;
-          }
-          if (cover) {
-            const i = 3 * (y * W + x), a = cover / 16;
-            for (let c = 0; c < 3; c++) img[i + c] = img[i + c]! * (1 - a) + b.rgb[c]! * a;
-          }
-        }
-      }
+      disc(img, cx, cy, r, b.rgb);
+      if (s.marked === b.lane) disc(img, cx, cy, s.mark_radius!, MARK_RGB);
     }
     // A clamped array rounds (half to even) and saturates on assignment.
     const out = new Uint8ClampedArray(W * H * 3);
@@ -345,30 +413,48 @@ export function renderScene(s: Scene): Uint8Array[] {
 /** The sentences of the benchmark (questions and reference reasoning), one place for the generator and the vocabulary. */
 export const TEXT = Object.freeze({
   counterfactual: (lane: number) => `If the ball in lane ${lane} were removed, which ball would finish first?`,
+  counterfactualMarked: () => 'If the marked ball were removed, which ball would finish first?',
   winner: () => 'Which ball finishes first?',
+  second: () => 'Which ball finishes second?',
   lane: (lane: number) => `Which ball is in lane ${lane}?`,
+  marked: () => 'Which ball is marked?',
   thinkCounterfactual: (lane: number, removed: string, winner: string, second: string, answer: string) =>
     `Lane ${lane} has the ${removed} ball. The ${winner} ball finishes first and the ${second} ball second. Without the ${removed} ball, the ${answer} ball finishes first.`,
+  thinkCounterfactualMarked: (removed: string, winner: string, second: string, answer: string) =>
+    `The marked ball is the ${removed} ball. The ${winner} ball finishes first and the ${second} ball second. Without the ${removed} ball, the ${answer} ball finishes first.`,
   thinkWinner: (winner: string, second: string) => `The ${winner} ball finishes first and the ${second} ball second.`,
   thinkLane: (lane: number, c: string) => `Lane ${lane} has the ${c} ball.`,
+  thinkMarked: (c: string) => `The marked ball is the ${c} ball.`,
 });
 
-/** The question of a given type about a scene, with its shuffled options and reference reasoning. */
+/**
+ * The question of a given type about a scene, with its options and reference reasoning. Under
+ * named_by 'mark' it also sets `scene.marked` (the video shows the mark), so call it before
+ * rendering the scene.
+ */
 export function makeQuestion(scene: Scene, type: QuestionType, rng: Rng): Omit<SynthRow, 'problem_id' | 'path' | 'data_source' | 'video_options' | 'seed' | 'scene'> {
   const N = scene.objects.length;
   const winner = scene.order[0]!, second = scene.order[1]!;
+  const byMark = scene.name_by === 'mark';
+  const named_by = scene.name_by;
   let q: SynthQuestion, problem: string, think: string;
   if (type === 'descriptive') {
-    if (rng.int(2) === 0) {
-      q = { kind: 'winner', answer: winner, observed_winner: winner };
+    const lane = 1 + rng.int(N);
+    const c = scene.objects.find((b) => b.lane === lane)!.colour;
+    if (byMark) scene.marked = lane;
+    const k = rng.int(3);
+    if (k === 0) {
+      q = { kind: 'winner', named_by, answer: winner, observed_winner: winner };
       problem = TEXT.winner();
       think = TEXT.thinkWinner(winner, second);
+    } else if (k === 1) {
+      q = { kind: 'second', named_by, answer: second, observed_winner: winner };
+      problem = TEXT.second();
+      think = TEXT.thinkWinner(winner, second);
     } else {
-      const lane = 1 + rng.int(N);
-      const c = scene.objects.find((b) => b.lane === lane)!.colour;
-      q = { kind: 'lane', lane, answer: c, observed_winner: winner };
-      problem = TEXT.lane(lane);
-      think = TEXT.thinkLane(lane, c);
+      q = { kind: byMark ? 'marked' : 'lane', named_by, lane, answer: c, observed_winner: winner };
+      problem = byMark ? TEXT.marked() : TEXT.lane(lane);
+      think = byMark ? TEXT.thinkMarked(c) : TEXT.thinkLane(lane, c);
     }
   } else {
     // observational: any ball but the winner is removed; inferential: the winner is
@@ -376,11 +462,14 @@ export function makeQuestion(scene: Scene, type: QuestionType, rng: Rng): Omit<S
     const lane = lanes[rng.int(lanes.length)]!;
     const removed = scene.objects.find((b) => b.lane === lane)!.colour;
     const answer = raceOrder(scene.objects, lane)[0]!;
-    q = { kind: 'counterfactual', lane, answer, observed_winner: winner };
-    problem = TEXT.counterfactual(lane);
-    think = TEXT.thinkCounterfactual(lane, removed, winner, second, answer);
+    if (byMark) scene.marked = lane;
+    q = { kind: 'counterfactual', named_by, lane, answer, observed_winner: winner };
+    problem = byMark ? TEXT.counterfactualMarked() : TEXT.counterfactual(lane);
+    think = byMark ? TEXT.thinkCounterfactualMarked(removed, winner, second, answer) : TEXT.thinkCounterfactual(lane, removed, winner, second, answer);
   }
-  const shown = rng.shuffle(scene.objects.map((b) => b.colour));
+  // fixed colour set: options in palette order (a letter is always the same colour); random: shuffled
+  const present = scene.objects.map((b) => b.colour);
+  const shown = scene.colour_set === 'fixed' ? COLOURS.filter((c) => present.includes(c)) : rng.shuffle(present);
   const letter = (c: Colour) => LETTERS[shown.indexOf(c)]!;
   return {
     problem, options: shown.map((c, i) => `${LETTERS[i]}. ${c}`), solution: `<answer>${letter(q.answer)}</answer>`,
@@ -407,11 +496,13 @@ export function splitTypes(n: number, inferentialShare: number, descriptiveShare
  */
 export function synthVocabularyTexts(maxObjects: number = COLOURS.length): string[] {
   const texts = ['<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>',
-    '<|im_end|>\n<|im_start|>assistant\n', PROMPT_SUFFIX, '  ' + PROMPT_SUFFIX, 'Options:\n', '?Options:\n', 'Which ball finishes first?',
+    '<|im_end|>\n<|im_start|>assistant\n', PROMPT_SUFFIX, '  ' + PROMPT_SUFFIX, 'Options:\n', '?Options:\n', 'Which ball finishes first?', 'Which ball finishes second?',
     ',.:;!?()-\'"', ' , . : ; ! ? ( ) - \' "'];
   // every option letter and digit alone and after a space, so answers like "<answer>B</answer>" or "B, C" are known
   for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789') texts.push(ch, ' ' + ch);
   for (const c of COLOURS) texts.push(`A. ${c}\n`, c, TEXT.thinkWinner(c, c));
+  texts.push(TEXT.counterfactualMarked(), TEXT.marked());
+  for (const c of COLOURS) texts.push(TEXT.thinkCounterfactualMarked(c, c, c, c), TEXT.thinkMarked(c));
   for (let lane = 1; lane <= maxObjects; lane++) {
     texts.push(TEXT.counterfactual(lane), TEXT.lane(lane));
     for (const c of COLOURS) texts.push(TEXT.thinkCounterfactual(lane, c, c, c, c), TEXT.thinkLane(lane, c));
