@@ -112,6 +112,44 @@ test('dHidden and dLogits entry points agree; backward adds into the gradients; 
   model.dispose();
 });
 
+test('shared media: rows that share a video (videoRefs) get the forward and the gradients of the video sent once per row', () => {
+  // Rows 0 and 2 show video A, row 1 video B (other pixels, other seconds per grid step).
+  const pixB = randomF32(videoPixels.length, 71);
+  const row = (k: number) => [3 + k, VS, ...new Array<number>(30).fill(VID), VE, 7 + k, 8];
+  const ids = Tensor.from(Int32Array.from([...row(0), ...row(1), ...row(2)]), [3, row(0).length]);
+  const cat = (...xs: Float32Array[]) => { const o = new Float32Array(xs.reduce((a, x) => a + x.length, 0)); let at = 0; for (const x of xs) { o.set(x, at); at += x.length; } return o; };
+  const run = (shared: boolean) => {
+    const { model } = toModel(W, 'f32', { train: true });
+    const px = shared ? cat(videoPixels, pixB) : cat(videoPixels, pixB, videoPixels);
+    const out = model.forwardSync({
+      inputIds: ids, grad: true, pixelValuesVideos: Tensor.from(px, [px.length / PATCH, PATCH]),
+      videoGridThw: shared ? [videoGrid[0]!, videoGrid[0]!] : [videoGrid[0]!, videoGrid[0]!, videoGrid[0]!],
+      secondPerGridTs: shared ? [0.5, 1.5] : [0.5, 1.5, 0.5], ...(shared ? { videoRefs: [0, 1, 0] } : {}),
+    });
+    const hidden = f32(out.hidden).slice();
+    const positions = out.positionIds.slice();
+    model.backwardSync(out, { dHidden: Tensor.from(randomF32(hidden.length, 72), out.hidden.shape) });
+    const grads = new Map([...model.grads].map(([k, v]) => [k, f32(v).slice()]));
+    out.dispose();
+    model.dispose();
+    return { hidden, positions, grads };
+  };
+  const once = run(true), each = run(false);
+  assert.equal(once.positions, each.positions, 'the same M-RoPE positions (seconds per grid step follow the refs)');
+  assertRel(once.hidden, each.hidden, 1e-6, 'the same forward');
+  for (const [k, g] of each.grads) {
+    assertRel(once.grads.get(k)!, g, k.startsWith('visual.') ? 1e-5 : 1e-6, `the same gradient: ${k}`);
+  }
+  assert.ok(each.grads.get('visual.patch_embed.proj.weight')!.some((x) => x !== 0), 'the vision tower has a gradient');
+  // errors: refs that point nowhere, or that do not match the placeholders, or refs without pixels
+  const { model } = toModel(W, 'f32', { train: true });
+  const two = { inputIds: ids, pixelValuesVideos: Tensor.from(cat(videoPixels, pixB), [2 * videoPixels.length / PATCH, PATCH]), videoGridThw: [videoGrid[0]!, videoGrid[0]!] };
+  throwsLike(() => model.forwardSync({ ...two, videoRefs: [0, 2, 0] }), RangeError, /integers in \[0, 1\] .* for videoRefs\[1\] but received 2/);
+  throwsLike(() => model.forwardSync({ ...two, videoRefs: [0, 1] }), RangeError, /as many video tokens in inputIds as video embeddings \(2 uses through videoRefs\) \(60\) but found 90/);
+  throwsLike(() => model.forwardSync({ inputIds: ids, videoRefs: [0] }), TypeError, /videoRefs only with the pixels it refers to \(pixelValuesVideos\)/);
+  model.dispose();
+});
+
 test('finite differences of the f32 network on a scalar of every parameter kind', () => {
   const { model } = toModel(W, 'f32', { train: true });
   const c = CASES.imageVideo!;

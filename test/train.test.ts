@@ -14,6 +14,7 @@ import * as assert from 'uvu/assert';
 import { AdamW, clipGradNorm, loadModel, readSafetensors, schedule, Tensor, writeSafetensors } from '../src/index.js';
 import { assertRel, randomF32, rejectsLike, throwsLike } from './helpers.js';
 import { CASES, f32, forwardCase, HF, makeWeights, PY, toModel } from './qwen_fixture.js';
+import { collate, mediaInputs } from '../src/train/examples.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HAVE_FFMPEG = spawnSync('ffmpeg', ['-version']).status === 0;
@@ -100,6 +101,26 @@ test('a NaN or infinite gradient skips the step (counted, parameters and moments
   throwsLike(() => new AdamW(model, { betas: [0.9, 1] }), RangeError, /betas below 1/);
   await rejectsLike(clipGradNorm(model, 0), RangeError, /maxNorm/);
   opt.dispose(); model.dispose();
+});
+
+test('collate: rows of one prompt send its video once (videoRefs); rows of distinct prompts each theirs', () => {
+  const video = (seed: number, t: number) => ({ pixelValuesVideos: Tensor.from(randomF32(t * 4 * 1176, seed), [t * 4, 1176]), videoGridThw: [[t, 2, 2]] as [number, number, number][], secondPerGridTs: [seed / 10] });
+  const p = { row: {} as never, ids: Int32Array.from([1, 2]), bytes: 0, ...video(1, 2) };
+  const q = { row: {} as never, ids: Int32Array.from([3]), bytes: 0, ...video(2, 1) };
+  const text = { row: {} as never, ids: Int32Array.from([4]), bytes: 0 };
+  const b = collate([p, q, text, p, p], [[5], [6], [7], [8], [9]]);
+  assert.equal(b.videoGridThw, [[2, 2, 2], [1, 2, 2]], 'each distinct video once, in order of first use');
+  assert.equal(b.secondPerGridTs, [0.1, 0.2]);
+  assert.equal(Array.from(b.videoRefs!), [0, 1, 0, 0], 'per use (rows with a video, in order): the distinct one it shows');
+  assert.equal(b.pixelValuesVideos!.shape, [12, 1176]);
+  assert.equal(Array.from(f32(b.pixelValuesVideos!).subarray(0, 8 * 1176)), Array.from(f32(p.pixelValuesVideos)), 'p first');
+  assert.equal(Array.from(f32(b.pixelValuesVideos!).subarray(8 * 1176)), Array.from(f32(q.pixelValuesVideos)), 'then q');
+  assert.equal(Object.keys(mediaInputs(b)).sort(), ['pixelValuesVideos', 'secondPerGridTs', 'videoGridThw', 'videoRefs']);
+  b.dispose();
+  const c = collate([p, q], [[5], [6]]);
+  assert.is(c.videoRefs, undefined, 'no refs when nothing is shared');
+  assert.equal(c.videoGridThw, [[2, 2, 2], [1, 2, 2]]);
+  c.dispose();
 });
 
 test('schedules: warm-up, cosine and linear decay to minLrRatio, constant', () => {

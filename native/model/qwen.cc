@@ -315,7 +315,12 @@ void QwenModel::backward(ForwardState& st, const float* dlogits, const float* dh
     std::fill(demb.data(), demb.data() + M * d.Co, 0.0f);
     for (int64_t i = 0; i < BT; i++) {
       const int32_t row = st.in.vrow.empty() ? -1 : st.in.vrow[size_t(i)];
-      if (row >= 0) std::memcpy(demb.data() + int64_t(row) * d.Co, dx.data() + i * C, size_t(C) * sizeof(float));
+      if (row < 0) continue;
+      // Added, not copied: positions of several rows may share one embedding row (a video shared by
+      // the completions of one prompt), and its gradient is the sum over them.
+      float* g = demb.data() + int64_t(row) * d.Co;
+      const float* src = dx.data() + i * C;
+      for (int64_t c = 0; c < C; c++) g[c] += src[c];
     }
     vision_backward(*this, *st.vision, demb.data());
   }

@@ -84,6 +84,15 @@ export interface QwenInputs {
   videoGridThw?: readonly GridThw[] | Tensor;
   /** Seconds per temporal grid step of each video (default 1). */
   secondPerGridTs?: readonly number[] | Tensor;
+  /**
+   * Media shared by several rows (the completions of one prompt): pixelValues / imageGridThw (and
+   * the video fields) then hold each distinct image (video) once, and imageRefs[k] (videoRefs[k])
+   * is the index of the distinct one that the k-th image (video) in inputIds shows, in order
+   * through the rows. The vision tower runs once per distinct item; with grad, each item's
+   * gradient is the sum over its uses. secondPerGridTs stays per distinct video.
+   */
+  imageRefs?: readonly number[] | Int32Array;
+  videoRefs?: readonly number[] | Int32Array;
   /** Append to (and attend over) this cache; positions continue from it. */
   cache?: KVCache;
   /** Logits for every position (default) or only each row's last. */
@@ -161,6 +170,22 @@ function seconds(v: readonly number[] | Tensor | undefined): number[] | undefine
   if (f !== v) (f as Tensor).dispose();
   if (!Array.isArray(arr) && !(v instanceof Tensor)) throw typeError('secondPerGridTs', 'an array of numbers or a Tensor', v);
   return (arr as number[]).map((x, i) => checkNumber(`secondPerGridTs[${i}]`, x, 0, 1e6));
+}
+
+/**
+ * The refs of shared media: null without them; each an integer index of a distinct item (one of
+ * `n`), copied at the call. `present`: whether the pixels they refer to were given.
+ */
+function refsOf(name: string, v: readonly number[] | Int32Array | undefined, n: number, present: boolean): Int32Array | null {
+  if (v === undefined) return null;
+  if (!present) throw new TypeError(`Expected ${name} only with the pixels it refers to (${name === 'imageRefs' ? 'pixelValues' : 'pixelValuesVideos'})`);
+  if (!(v instanceof Int32Array) && !Array.isArray(v)) throw typeError(name, 'an Int32Array or an array of integers', v);
+  const out = Int32Array.from(v as ArrayLike<number>);
+  for (let k = 0; k < v.length; k++) {
+    const x = (v as ArrayLike<number>)[k]!;
+    if (!Number.isInteger(x) || x < 0 || x >= n) throw new RangeError(`Expected integers in [0, ${n - 1}] (the distinct items given) for ${name}[${k}] but received ${x}`);
+  }
+  return out;
 }
 
 /** f32, contiguous, CPU (a copy when it is not). */
@@ -323,6 +348,11 @@ export class QwenNetwork {
     const mode = o.logits === undefined ? 2 : ({ none: 0, last: 1, all: 2 } as const)[checkOneOf('logits', o.logits, ['all', 'last', 'none'])];
     const imageGrids = o.pixelValues ? toGrids('imageGridThw', o.imageGridThw) : [];
     const videoGrids = o.pixelValuesVideos ? toGrids('videoGridThw', o.videoGridThw) : [];
+    const imageRefs = refsOf('imageRefs', o.imageRefs, imageGrids.length, o.pixelValues !== undefined);
+    const videoRefs = refsOf('videoRefs', o.videoRefs, videoGrids.length, o.pixelValuesVideos !== undefined);
+    // Per use, in the order of the placeholders: what the positions and the embedding rows follow.
+    const imageUses = imageRefs ? Array.from(imageRefs, (k) => imageGrids[k]!) : imageGrids;
+    const videoUses = videoRefs ? Array.from(videoRefs, (k) => videoGrids[k]!) : videoGrids;
     const owned: Tensor[] = [];
     const args: NativeInputs = { B, T: L, ids, pos: new Int32Array(0), mask: null, logits: mode, grad };
     try {
@@ -360,23 +390,36 @@ export class QwenNetwork {
         const vi = this.#visionInputs(px, grids, o.pixelValues && parts.length === 1 ? 'pixelValues' : 'pixelValuesVideos');
         owned.push(...vi.owned);
         args.vision = vi.v;
-        // Placeholder tokens take the embeddings in order: images first, then videos.
-        const mi = count(imageGrids) / unit, mv = count(videoGrids) / unit;
+        // Placeholder tokens take the embeddings in order, images first, then videos: use k of an
+        // item takes the rows of the distinct item it refers to (itself without refs).
+        const mi = count(imageGrids) / unit;
+        const rowsOf = (grids: GridThw[], uses: readonly GridThw[], refs: Int32Array | null, base: number) => {
+          const starts: number[] = [];
+          let at = base;
+          for (const [t, h, w] of grids) { starts.push(at); at += (t * h * w) / unit; }
+          const out: number[] = [];
+          uses.forEach(([t, h, w], k) => { const s0 = starts[refs ? refs[k]! : k]!; for (let j = 0; j < (t * h * w) / unit; j++) out.push(s0 + j); });
+          return out;
+        };
+        const imgRows = o.pixelValues ? rowsOf(imageGrids, imageUses, imageRefs, 0) : [];
+        const vidRows = o.pixelValuesVideos ? rowsOf(videoGrids, videoUses, videoRefs, mi) : [];
         const vrow = new Int32Array(B * L).fill(-1);
         let ri = 0, rv = 0;
         for (let i = 0; i < ids.length; i++) {
-          if (o.pixelValues && ids[i] === cfg.imageTokenId) { if (ri < mi) vrow[i] = ri; ri++; }
-          else if (o.pixelValuesVideos && ids[i] === cfg.videoTokenId) { if (rv < mv) vrow[i] = mi + rv; rv++; }
+          if (o.pixelValues && ids[i] === cfg.imageTokenId) { if (ri < imgRows.length) vrow[i] = imgRows[ri]!; ri++; }
+          else if (o.pixelValuesVideos && ids[i] === cfg.videoTokenId) { if (rv < vidRows.length) vrow[i] = vidRows[rv]!; rv++; }
         }
-        if (o.pixelValues && ri !== mi) throw new RangeError(`Expected as many image tokens in inputIds as image embeddings (${mi}) but found ${ri}`);
-        if (o.pixelValuesVideos && rv !== mv) throw new RangeError(`Expected as many video tokens in inputIds as video embeddings (${mv}) but found ${rv}`);
+        const uses = (r: Int32Array | null) => (r ? ` (${r.length} uses through ${r === imageRefs ? 'imageRefs' : 'videoRefs'})` : '');
+        if (o.pixelValues && ri !== imgRows.length) throw new RangeError(`Expected as many image tokens in inputIds as image embeddings${uses(imageRefs)} (${imgRows.length}) but found ${ri}`);
+        if (o.pixelValuesVideos && rv !== vidRows.length) throw new RangeError(`Expected as many video tokens in inputIds as video embeddings${uses(videoRefs)} (${vidRows.length}) but found ${rv}`);
         args.vrow = vrow;
       }
       // Positions: the reference's rope index on a fresh sequence; past + t + delta when continuing.
       let positions: Int32Array;
       const past = cache?.past ?? 0;
       if (!cache || cache.past === 0) {
-        const r = ropeIndex(cfg, ids, B, L, mask, imageGrids, videoGrids, seconds(o.secondPerGridTs));
+        const spg = seconds(o.secondPerGridTs);
+        const r = ropeIndex(cfg, ids, B, L, mask, imageUses, videoUses, spg && videoRefs ? Array.from(videoRefs, (k) => spg[k] ?? 1) : spg);
         positions = r.positions;
         if (cache) cache.ropeDeltas = r.deltas;
       } else {

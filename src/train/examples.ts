@@ -12,6 +12,7 @@ import { preparePrompt } from '../inputs/prompt.js';
 import type { VideoOptions } from '../inputs/processor.js';
 import { VIDEOTHINKER_VIDEO_OPTIONS } from '../inputs/video.js';
 import type { GridThw } from '../model/positions.js';
+import type { QwenInputs } from '../model/qwen.js';
 import { Tensor } from '../tensor.js';
 
 /** One row's prompt, ready for the network. */
@@ -141,6 +142,9 @@ export interface Batch {
   secondPerGridTs?: number[];
   pixelValues?: Tensor;
   imageGridThw?: GridThw[];
+  /** Rows that share a prompt share its media: each distinct video (image) once, and per use the index of the one it shows. */
+  videoRefs?: Int32Array;
+  imageRefs?: Int32Array;
   /** Per row: where its continuation starts and how long the row is. */
   starts: number[];
   lengths: number[];
@@ -174,18 +178,48 @@ export function collate(prompts: readonly Prompt[], continuations: readonly (Arr
     B, L, inputIds: Tensor.from(ids, [B, L]), attentionMask: Tensor.from(mask, [B, L]), starts: prompts.map((p) => p.ids.length), lengths,
     dispose: () => { batch.inputIds.dispose(); batch.attentionMask.dispose(); for (const t of owned) t.dispose(); },
   };
-  const vids = prompts.filter((p) => p.pixelValuesVideos);
-  if (vids.length) {
-    batch.pixelValuesVideos = vids.length === 1 ? vids[0]!.pixelValuesVideos! : concat(vids.map((p) => p.pixelValuesVideos!));
-    if (vids.length > 1) owned.push(batch.pixelValuesVideos);
-    batch.videoGridThw = vids.flatMap((p) => p.videoGridThw!);
-    batch.secondPerGridTs = vids.flatMap((p) => p.secondPerGridTs!);
+  // The same Prompt in several rows (the completions of one prompt) sends its pixels once; the
+  // network runs the vision tower once per distinct prompt and sums the gradients of its uses.
+  const share = (withMedia: Prompt[], grids: (p: Prompt) => GridThw[]) => {
+    const distinct = [...new Set(withMedia)];
+    return { distinct, refs: distinct.length < withMedia.length ? refsFor(withMedia, distinct, grids) : undefined };
+  };
+  const vids = share(prompts.filter((p) => p.pixelValuesVideos), (p) => p.videoGridThw!);
+  if (vids.distinct.length) {
+    const d = vids.distinct;
+    batch.pixelValuesVideos = d.length === 1 ? d[0]!.pixelValuesVideos! : concat(d.map((p) => p.pixelValuesVideos!));
+    if (d.length > 1) owned.push(batch.pixelValuesVideos);
+    batch.videoGridThw = d.flatMap((p) => p.videoGridThw!);
+    batch.secondPerGridTs = d.flatMap((p) => p.secondPerGridTs!);
+    if (vids.refs) batch.videoRefs = vids.refs;
   }
-  const imgs = prompts.filter((p) => p.pixelValues);
-  if (imgs.length) {
-    batch.pixelValues = imgs.length === 1 ? imgs[0]!.pixelValues! : concat(imgs.map((p) => p.pixelValues!));
-    if (imgs.length > 1) owned.push(batch.pixelValues);
-    batch.imageGridThw = imgs.flatMap((p) => p.imageGridThw!);
+  const imgs = share(prompts.filter((p) => p.pixelValues), (p) => p.imageGridThw!);
+  if (imgs.distinct.length) {
+    const d = imgs.distinct;
+    batch.pixelValues = d.length === 1 ? d[0]!.pixelValues! : concat(d.map((p) => p.pixelValues!));
+    if (d.length > 1) owned.push(batch.pixelValues);
+    batch.imageGridThw = d.flatMap((p) => p.imageGridThw!);
+    if (imgs.refs) batch.imageRefs = imgs.refs;
   }
   return batch;
+}
+
+/** Per media item of each row (in row order), the index of its distinct prompt's item. */
+function refsFor(uses: Prompt[], distinct: Prompt[], grids: (p: Prompt) => GridThw[]): Int32Array {
+  const first = new Map<Prompt, number>();
+  let at = 0;
+  for (const p of distinct) { first.set(p, at); at += grids(p).length; }
+  const out: number[] = [];
+  for (const p of uses) for (let j = 0; j < grids(p).length; j++) out.push(first.get(p)! + j);
+  return Int32Array.from(out);
+}
+
+/** The media fields of a batch as forward() inputs (pixels, grids, seconds, shared-media refs). */
+export function mediaInputs(batch: Batch): Pick<QwenInputs, 'pixelValuesVideos' | 'videoGridThw' | 'secondPerGridTs' | 'videoRefs' | 'pixelValues' | 'imageGridThw' | 'imageRefs'> {
+  return {
+    ...(batch.pixelValuesVideos ? { pixelValuesVideos: batch.pixelValuesVideos, videoGridThw: batch.videoGridThw!, secondPerGridTs: batch.secondPerGridTs! } : {}),
+    ...(batch.videoRefs ? { videoRefs: batch.videoRefs } : {}),
+    ...(batch.pixelValues ? { pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw! } : {}),
+    ...(batch.imageRefs ? { imageRefs: batch.imageRefs } : {}),
+  };
 }

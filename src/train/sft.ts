@@ -11,7 +11,7 @@ import type { VideoOptions } from '../inputs/processor.js';
 import { linearLogprobs, linearLogprobsBackward } from '../kernels/gather.js';
 import type { TrainOptions } from '../model/qwen.js';
 import { Tensor } from '../tensor.js';
-import { collate, PromptCache } from './examples.js';
+import { collate, mediaInputs, PromptCache } from './examples.js';
 import { gatherRows, scatterRows, scoredTokens } from './logprobs.js';
 import { trainLoop, type LoopOptions, type LoopResult } from './trainer.js';
 
@@ -139,8 +139,7 @@ export async function trainSft(options: SftOptions): Promise<LoopResult> {
       const batch = collate(prompts, idx.map((i) => answers[i]!));
       const out = await model.forward({
         inputIds: batch.inputIds, attentionMask: batch.attentionMask, logits: 'none', grad: true,
-        ...(batch.pixelValuesVideos ? { pixelValuesVideos: batch.pixelValuesVideos, videoGridThw: batch.videoGridThw!, secondPerGridTs: batch.secondPerGridTs! } : {}),
-        ...(batch.pixelValues ? { pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw! } : {}),
+        ...mediaInputs(batch),
       });
       const sc = scoredTokens(batch);
       const h = gatherRows(out.hidden, sc.rows);
