@@ -23,7 +23,7 @@ import { linearLogprobs, linearLogprobsBackward } from '../kernels/gather.js';
 import * as ops from '../model/ops.js';
 import type { TrainOptions } from '../model/qwen.js';
 import { Tensor } from '../tensor.js';
-import { collate, PromptCache, type Prompt } from './examples.js';
+import { collate, mediaInputs, PromptCache, type Prompt } from './examples.js';
 import { gatherRows, scatterRows, scoredTokens } from './logprobs.js';
 import { evalReward, rewardName, type Reward } from './rewards.js';
 import { loadRows, trainConfig, type DataOptions } from './sft.js';
@@ -179,8 +179,7 @@ async function scoreSamples(model: QwenModel, prompts: readonly Prompt[], sample
     const batch = collate(part.map((s) => prompts[s.prompt]!), part.map((s) => s.tokens));
     const res = await model.forward({
       inputIds: batch.inputIds, attentionMask: batch.attentionMask, logits: 'none',
-      ...(batch.pixelValuesVideos ? { pixelValuesVideos: batch.pixelValuesVideos, videoGridThw: batch.videoGridThw!, secondPerGridTs: batch.secondPerGridTs! } : {}),
-      ...(batch.pixelValues ? { pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw! } : {}),
+      ...mediaInputs(batch),
     });
     const sc = scoredTokens(batch);
     const h = gatherRows(res.hidden, sc.rows);
@@ -200,8 +199,7 @@ async function tokenWeights(model: QwenModel, prompts: readonly Prompt[], group:
   const batch = collate(group.map((s) => prompts[s.prompt]!), group.map((s) => s.tokens));
   const res = await model.forward({
     inputIds: batch.inputIds, attentionMask: batch.attentionMask, logits: 'none',
-    ...(batch.pixelValuesVideos ? { pixelValuesVideos: batch.pixelValuesVideos, videoGridThw: batch.videoGridThw!, secondPerGridTs: batch.secondPerGridTs! } : {}),
-    ...(batch.pixelValues ? { pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw! } : {}),
+    ...mediaInputs(batch),
   });
   const C = model.config.hiddenSize, V = model.config.vocabSize;
   const hid = res.hidden.data as Float32Array;
@@ -389,6 +387,21 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
       if (v.every((r) => r === v[0])) dead++;
     }
     meta.equalRewardGroups = dead / chosen.length;
+    // Prompts whose samples are all wrong, per question type: they get no advantage and so no
+    // repair (the way a shortcut settles in: such inferential prompts rise under GRPO).
+    const acc = names.indexOf('accuracy');
+    if (acc >= 0) {
+      const wrong = new Map<string, [number, number]>();
+      for (let g = 0; g < chosen.length; g++) {
+        const grp = samples.slice(g * G, (g + 1) * G);
+        const qt = String(prompts[grp[0]!.prompt]!.row.row.question_type ?? 'all');
+        const w = wrong.get(qt) ?? [0, 0];
+        w[1]++;
+        if (grp.every((s) => s.rewards[acc] === 0)) w[0]++;
+        wrong.set(qt, w);
+      }
+      for (const [qt, [a, n]] of wrong) meta[`allWrong/${qt}`] = a / n;
+    }
     meta.droppedGroups = dropped;
     return { gen, rows: chosen, samples, dropped, meta };
   };
@@ -406,8 +419,7 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
       const batch = collate(part.map((s) => prompts[s.prompt]!), part.map((s) => s.tokens));
       const out = await model.forward({
         inputIds: batch.inputIds, attentionMask: batch.attentionMask, logits: 'none', grad: true,
-        ...(batch.pixelValuesVideos ? { pixelValuesVideos: batch.pixelValuesVideos, videoGridThw: batch.videoGridThw!, secondPerGridTs: batch.secondPerGridTs! } : {}),
-        ...(batch.pixelValues ? { pixelValues: batch.pixelValues, imageGridThw: batch.imageGridThw! } : {}),
+        ...mediaInputs(batch),
       });
       const sc = scoredTokens(batch);
       const h = gatherRows(out.hidden, sc.rows);
