@@ -11,9 +11,10 @@ import * as synthCmd from './synth.js';
 import * as trainSft from './train-sft.js';
 import * as rl from './train-rl.js';
 import * as plot from './plot.js';
+import * as reproduceCmd from './reproduce.js';
 
 interface Command { summary: string; help: string; run(argv: string[]): Promise<number> }
-const COMMANDS: Record<string, Command> = { info, check, ask, synth: synthCmd, init, eval: evalCmd, 'train-sft': trainSft, 'train-grpo': rl.grpo, 'train-bias': rl.bias, 'train-cdpo': rl.cdpo, plot };
+const COMMANDS: Record<string, Command> = { info, check, ask, synth: synthCmd, init, eval: evalCmd, 'train-sft': trainSft, 'train-grpo': rl.grpo, 'train-bias': rl.bias, 'train-cdpo': rl.cdpo, plot, reproduce: reproduceCmd };
 
 const HELP = `videothinker: train and run small video-reasoning models with CDPO, on native kernels.
 
@@ -40,6 +41,9 @@ Usage:
                                         the GRPO baseline (T-GRPO, TW-GRPO with --algorithm)
   videothinker plot RUN_DIR [RUN_DIR ...] --out curves.svg
                                         training curves of runs in one SVG
+  videothinker reproduce [--out DIR] [--quick]
+                                        the paper's effect on the synthetic benchmark, end to
+                                        end: SFT, bias model, GRPO, CDPO, GRPO + KL; the table
   videothinker COMMAND --help           a command's options
   videothinker --version | --help
 

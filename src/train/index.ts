@@ -15,3 +15,5 @@ export { plotRuns, readMetrics, renderSvg, writeTextAtomic, DEFAULT_PLOT_METRICS
 export type { PlotOptions } from './plot.js';
 export { evaluateBatched } from './evalbatch.js';
 export type { BatchEvalOptions } from './evalbatch.js';
+export { reproduce, readResults, formatTable, frontierSvg, REPRODUCE_RECIPES } from './reproduce.js';
+export type { ReproduceOptions, ReproduceRecipe, ReproduceResult, ReproduceResults, MethodScores, Spread } from './reproduce.js';
