@@ -24,7 +24,7 @@ export { synth, makeScene, makeQuestion, renderScene, raceOrder, checkScene, var
 export { buildWordTokenizer, writeTokenizerFiles, wordPieces, QWEN_SPECIAL_TOKENS, REASONING_TOKENS, WORD_PATTERN, type WordTokenizer } from './data/tokenizer.js';
 export { buildPrompt, PROMPT_SUFFIX, type PromptFields } from './data/prompt.js';
 export { accuracyReward, formatReward, extractAnswer, answerSet, asSolution } from './data/answers.js';
-export { readDataset, resolveMedia, rowSource, type DatasetRow, type LoadedRow, type DatasetSkips, type ReadDatasetOptions } from './data/dataset.js';
+export { readDataset, resolveMedia, rowSource, describeBadRows, formatRanges, type DatasetRow, type LoadedRow, type DatasetSkips, type ReadDatasetOptions, type BadRow, type BadRowReason } from './data/dataset.js';
 export { evaluate, formatReport, writeReport, scoreItem, summarize, EVAL_VIDEO_OPTIONS, type EvalModel, type EvalRequest, type EvalSample, type EvaluateOptions, type EvalReport, type EvalItem, type GroupStats } from './data/evaluate.js';
 export { initModel, PRESETS, hfConfig, weightSpecs, type InitOptions, type InitResult, type ModelShape } from './init.js';
 export { decodeFrameBatch, type BatchSpec, type Frame } from './data/frames.js';

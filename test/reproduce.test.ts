@@ -76,7 +76,7 @@ test('npm run reproduce -- --quick: completes and writes well-formed results', (
   assert.match(readFileSync(path.join(OUT, 'frontier.svg'), 'utf8'), /observational accuracy/);
 });
 
-test('a second run reuses every finished stage and gives the same numbers', () => {
+test('a second run reuses every finished stage and gives the same numbers; another recipe in that folder is refused', async () => {
   if (skipWithoutFfmpeg() || !first) return;
   const before = readFileSync(path.join(OUT, 'seed-1', 'grpo', 'model.safetensors'));
   const r = cli('--quick', '--out', OUT);
@@ -86,6 +86,11 @@ test('a second run reuses every finished stage and gives the same numbers', () =
   const again = readResults(OUT);
   assert.equal(again.methods, first.methods);
   assert.ok(readFileSync(path.join(OUT, 'seed-1', 'grpo', 'model.safetensors')).equals(before));
+  // another recipe in the same folder would reuse stages that are not its own: refused, nothing run
+  await rejectsLike(reproduce({ quick: true, out: OUT, rlSteps: 7, log: () => {} }), RangeError,
+    /Expected 6, the value .* was run with \(.*--fresh.*\) for rlSteps but received 7/);
+  assert.ok(readFileSync(path.join(OUT, 'seed-1', 'grpo', 'model.safetensors')).equals(before));
+  assert.equal(JSON.parse(readFileSync(path.join(OUT, 'recipe.json'), 'utf8')), { ...REPRODUCE_RECIPES.quick }, 'the folder keeps its recipe');
 });
 
 test('bad options: named errors, nothing run', async () => {

@@ -4,7 +4,7 @@
 // parameter's update direction), with and without bias and reference models, mu 1 and 2; the
 // bias model really scoring; rewards; user reward callbacks seeing every field; the CLI raising the
 // mean reward on a learnable task; CDPO moving away from the bias model; kill -9 and resume.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,11 +18,14 @@ import { buildPrompt } from '../src/data/prompt.js';
 import { reference } from './cdpo_ref.js';
 import { assertRel, rejectsLike } from './helpers.js';
 import { f32, runRef, type HFConfig } from './qwen_fixture.js';
+import { exitOf, havePython, noPython, runCliTimed, skip } from './skip.js';
+import { skipWithoutFfmpeg } from './synth_fixture.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TSX = import.meta.resolve('tsx');
-const HAVE_FFMPEG = spawnSync('ffmpeg', ['-version']).status === 0;
-const CLI = (args: string[], cwd: string) => spawnSync(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'cli', 'index.ts'), ...args], { cwd, encoding: 'utf8' });
+// Each CLI run has a time limit (test/skip.ts: 300 s; a hang fails its test with the command).
+const CLI = (args: string[], cwd: string) => runCliTimed(args, { cwd });
+const TORCH = ['numpy', 'torch'] as const;
 const tmp = (tag: string) => mkdtempSync(path.join(tmpdir(), `vt-rl-${tag}-`));
 
 /** A tokenizer (from the synthetic benchmark's vocabulary), two tiny models and text-only question rows. */
@@ -45,7 +48,8 @@ const lengthy = (completion: string) => (completion.length % 7) / 6 + (completio
 
 interface BufferSample { prompt: number; tokens: number[]; advantage: number; old?: number[]; bias?: number[]; ref?: number[] }
 
-async function stepAgainstReference(dir: string, name: string, opts: Partial<RlOptions>): Promise<void> {
+/** false when the float64 reference cannot run (Python / PyTorch missing): the caller records a skip. */
+async function stepAgainstReference(dir: string, name: string, opts: Partial<RlOptions>): Promise<boolean> {
   const out = path.join(dir, 'runs', name);
   await trainGrpo({
     model: path.join(dir, 'base'), data: path.join(dir, 'rows.json'), out, maxSteps: 1, promptsPerStep: 2, numGenerations: 4, maxCompletionLength: 10,
@@ -57,98 +61,104 @@ async function stepAgainstReference(dir: string, name: string, opts: Partial<RlO
   assert.ok(samples.some((s) => s.advantage !== 0), 'some advantages are not zero');
   // The sequences as the trainer built them: each row's chat prompt, then its completion.
   const base = await loadModel(path.join(dir, 'base'));
-  const rows = JSON.parse(readFileSync(path.join(dir, 'rows.json'), 'utf8')) as Parameters<typeof buildPrompt>[0][];
-  const prompts: Int32Array[] = [];
-  for (const ri of state.buffer.rows) prompts.push((await preparePrompt(base.config, base.tokenizer!, base.processor, { prompt: buildPrompt(rows[ri]!) })).inputIds);
-  const seqs = samples.map((s) => [...prompts[s.prompt]!, ...s.tokens]);
-  const L = Math.max(...seqs.map((q) => q.length)), B = seqs.length;
-  const cfg = JSON.parse(readFileSync(path.join(dir, 'base', 'config.json'), 'utf8')) as HFConfig;
-  const V = cfg.vocab_size;
   const w0 = readSafetensors(path.join(dir, 'base', 'model.safetensors'));
-  const weights = new Map<string, Float32Array>(), shapes = new Map<string, number[]>();
-  for (const [k, t] of w0.tensors) { weights.set(k, f32(t).slice()); shapes.set(k, [...t.shape]); }
-  const kase = { ids: seqs.map((q) => [...q, ...new Array<number>(L - q.length).fill(0)]), mask: seqs.map((q) => [...new Array<number>(q.length).fill(1), ...new Array<number>(L - q.length).fill(0)]) };
-  const fwd = runRef(kase, weights, shapes, { config: cfg });
-  if (!fwd) return;
-  // float64 log-probs of the completion tokens, then the loss and its gradient (test/cdpo_ref.ts).
-  const lp: number[] = [], soft: Float64Array[] = [], off = [0];
-  samples.forEach((s, b) => {
-    const P = prompts[s.prompt]!.length;
-    s.tokens.forEach((tk, j) => {
-      const row = fwd.logits!.subarray((b * L + P + j - 1) * V, (b * L + P + j) * V);
-      let m = -Infinity;
-      for (const v of row) m = Math.max(m, v);
-      let z = 0;
-      for (const v of row) z += Math.exp(v - m);
-      lp.push(row[tk]! - m - Math.log(z));
-      soft.push(Float64Array.from(row, (v) => Math.exp(v - m) / z));
+  let w1: ReturnType<typeof readSafetensors> | undefined;
+  try {
+    const rows = JSON.parse(readFileSync(path.join(dir, 'rows.json'), 'utf8')) as Parameters<typeof buildPrompt>[0][];
+    const prompts: Int32Array[] = [];
+    for (const ri of state.buffer.rows) prompts.push((await preparePrompt(base.config, base.tokenizer!, base.processor, { prompt: buildPrompt(rows[ri]!) })).inputIds);
+    const seqs = samples.map((s) => [...prompts[s.prompt]!, ...s.tokens]);
+    const L = Math.max(...seqs.map((q) => q.length)), B = seqs.length;
+    const cfg = JSON.parse(readFileSync(path.join(dir, 'base', 'config.json'), 'utf8')) as HFConfig;
+    const V = cfg.vocab_size;
+    const weights = new Map<string, Float32Array>(), shapes = new Map<string, number[]>();
+    for (const [k, t] of w0.tensors) { weights.set(k, f32(t).slice()); shapes.set(k, [...t.shape]); }
+    const kase = { ids: seqs.map((q) => [...q, ...new Array<number>(L - q.length).fill(0)]), mask: seqs.map((q) => [...new Array<number>(q.length).fill(1), ...new Array<number>(L - q.length).fill(0)]) };
+    const fwd = runRef(kase, weights, shapes, { config: cfg });
+    if (!fwd) return false;
+    // float64 log-probs of the completion tokens, then the loss and its gradient (test/cdpo_ref.ts).
+    const lp: number[] = [], soft: Float64Array[] = [], off = [0];
+    samples.forEach((s, b) => {
+      const P = prompts[s.prompt]!.length;
+      s.tokens.forEach((tk, j) => {
+        const row = fwd.logits!.subarray((b * L + P + j - 1) * V, (b * L + P + j) * V);
+        let m = -Infinity;
+        for (const v of row) m = Math.max(m, v);
+        let z = 0;
+        for (const v of row) z += Math.exp(v - m);
+        lp.push(row[tk]! - m - Math.log(z));
+        soft.push(Float64Array.from(row, (v) => Math.exp(v - m) / z));
+      });
+      off.push(lp.length);
     });
-    off.push(lp.length);
-  });
-  const c = {
-    lp, adv: samples.map((s) => s.advantage), off: Int32Array.from(off),
-    ...(samples[0]!.old ? { old: samples.flatMap((s) => s.old!) } : {}), ...(samples[0]!.bias ? { bias: samples.flatMap((s) => s.bias!) } : {}),
-    ...(samples[0]!.ref ? { ref: samples.flatMap((s) => s.ref!) } : {}),
-    opts: { ...(opts.betaBias !== undefined ? { betaBias: opts.betaBias } : {}), ...(opts.betaRef !== undefined ? { betaRef: opts.betaRef } : {}) },
-  };
-  const want = reference(c);
-  const m = JSON.parse(readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')[0]!) as { loss: number; klBias?: number; klRef?: number };
-  assert.ok(Math.abs(m.loss - want.loss) < 1e-5, `${name}: loss ${m.loss} vs float64 ${want.loss}`);
-  if (want.klBias !== null) assert.ok(Math.abs(m.klBias! - want.klBias) < 1e-4 * Math.max(1, want.klBias), `${name}: klBias ${m.klBias} vs ${want.klBias}`);
-  if (want.klRef !== null) assert.ok(Math.abs(m.klRef! - want.klRef) < 1e-4 * Math.max(1e-3, want.klRef), `${name}: klRef ${m.klRef} vs ${want.klRef}`);
-  // dL/dlogits at the predicting positions, then float64 autograd to every parameter.
-  const dLogits = new Float32Array(B * L * V);
-  let t = 0;
-  samples.forEach((s, b) => {
-    const P = prompts[s.prompt]!.length;
-    s.tokens.forEach((tk, j) => {
-      const g = want.grad[t]!, sm = soft[t]!, base0 = (b * L + P + j - 1) * V;
-      for (let v = 0; v < V; v++) dLogits[base0 + v] = g * ((v === tk ? 1 : 0) - sm[v]!);
-      t++;
+    const c = {
+      lp, adv: samples.map((s) => s.advantage), off: Int32Array.from(off),
+      ...(samples[0]!.old ? { old: samples.flatMap((s) => s.old!) } : {}), ...(samples[0]!.bias ? { bias: samples.flatMap((s) => s.bias!) } : {}),
+      ...(samples[0]!.ref ? { ref: samples.flatMap((s) => s.ref!) } : {}),
+      opts: { ...(opts.betaBias !== undefined ? { betaBias: opts.betaBias } : {}), ...(opts.betaRef !== undefined ? { betaRef: opts.betaRef } : {}) },
+    };
+    const want = reference(c);
+    const m = JSON.parse(readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')[0]!) as { loss: number; klBias?: number; klRef?: number };
+    assert.ok(Math.abs(m.loss - want.loss) < 1e-5, `${name}: loss ${m.loss} vs float64 ${want.loss}`);
+    if (want.klBias !== null) assert.ok(Math.abs(m.klBias! - want.klBias) < 1e-4 * Math.max(1, want.klBias), `${name}: klBias ${m.klBias} vs ${want.klBias}`);
+    if (want.klRef !== null) assert.ok(Math.abs(m.klRef! - want.klRef) < 1e-4 * Math.max(1e-3, want.klRef), `${name}: klRef ${m.klRef} vs ${want.klRef}`);
+    // dL/dlogits at the predicting positions, then float64 autograd to every parameter.
+    const dLogits = new Float32Array(B * L * V);
+    let t = 0;
+    samples.forEach((s, b) => {
+      const P = prompts[s.prompt]!.length;
+      s.tokens.forEach((tk, j) => {
+        const g = want.grad[t]!, sm = soft[t]!, base0 = (b * L + P + j - 1) * V;
+        for (let v = 0; v < V; v++) dLogits[base0 + v] = g * ((v === tk ? 1 : 0) - sm[v]!);
+        t++;
+      });
     });
-  });
-  const bwd = runRef(kase, weights, shapes, { config: cfg, dLogits });
-  if (!bwd) return;
-  // AdamW's first step is -lr g / (|g| + eps): each parameter moves against its gradient's sign.
-  const w1 = readSafetensors(path.join(out, 'model.safetensors'));
-  let checked = 0, top = 0;
-  for (const g of bwd.grads.values()) for (const v of g) top = Math.max(top, Math.abs(v));
-  for (const [k, g] of bwd.grads) {
-    const before = weights.get(k)!, after = f32(w1.tensors.get(k)!);
-    let gmax = 0;
-    for (const v of g) gmax = Math.max(gmax, Math.abs(v));
-    // Gradients that are zero in exact arithmetic (a key bias shifts every score of a query
-    // alike; the vision tower of text rows) are rounding noise on both sides: not a direction.
-    if (gmax < 1e-5 * top) continue;
-    for (let i = 0; i < g.length; i++) {
-      if (Math.abs(g[i]!) < 1e-3 * gmax) continue;
-      const d = after[i]! - before[i]!, want = 1e-3 * Math.abs(g[i]!) / (Math.abs(g[i]!) + 1e-8);
-      assert.ok(Math.sign(d) === -Math.sign(g[i]!) && Math.abs(Math.abs(d) - want) < 0.05 * want, `${name}: ${k}[${i}] moved ${d} for a gradient ${g[i]} (expected ${-Math.sign(g[i]!) * want})`);
-      checked++;
+    const bwd = runRef(kase, weights, shapes, { config: cfg, dLogits });
+    if (!bwd) return false;
+    // AdamW's first step is -lr g / (|g| + eps): each parameter moves against its gradient's sign.
+    w1 = readSafetensors(path.join(out, 'model.safetensors'));
+    let checked = 0, top = 0;
+    for (const g of bwd.grads.values()) for (const v of g) top = Math.max(top, Math.abs(v));
+    for (const [k, g] of bwd.grads) {
+      const before = weights.get(k)!, after = f32(w1.tensors.get(k)!);
+      let gmax = 0;
+      for (const v of g) gmax = Math.max(gmax, Math.abs(v));
+      // Gradients that are zero in exact arithmetic (a key bias shifts every score of a query
+      // alike; the vision tower of text rows) are rounding noise on both sides: not a direction.
+      if (gmax < 1e-5 * top) continue;
+      for (let i = 0; i < g.length; i++) {
+        if (Math.abs(g[i]!) < 1e-3 * gmax) continue;
+        const d = after[i]! - before[i]!, want = 1e-3 * Math.abs(g[i]!) / (Math.abs(g[i]!) + 1e-8);
+        assert.ok(Math.sign(d) === -Math.sign(g[i]!) && Math.abs(Math.abs(d) - want) < 0.05 * want, `${name}: ${k}[${i}] moved ${d} for a gradient ${g[i]} (expected ${-Math.sign(g[i]!) * want})`);
+        checked++;
+      }
     }
+    assert.ok(checked > 1000, `${name}: ${checked} parameters checked`);
+    return true;
+  } finally {
+    w0.dispose(); w1?.dispose(); base.dispose(); base.checkpoint.dispose();
   }
-  assert.ok(checked > 1000, `${name}: ${checked} parameters checked`);
-  w0.dispose(); w1.dispose(); base.dispose(); base.checkpoint.dispose();
 }
 
 test('one GRPO / CDPO step equals a float64 reference of the same step: no KL, bias, bias + reference with mu 2, mu 2', async () => {
-  if (!HAVE_FFMPEG) {
-    if (process.env.CI) assert.unreachable('ffmpeg (Debian package ffmpeg) is required in CI');
-    console.log('  (no ffmpeg on PATH: skipped)');
-    return;
-  }
+  if (skipWithoutFfmpeg()) return;
+  // Missing Python / PyTorch: a counted skip (a failure in CI); a reference that crashes fails (runRef).
+  if (!havePython(TORCH)) return skip(noPython(TORCH));
   const dir = tmp('step');
   try {
     setup(dir);
-    await stepAgainstReference(dir, 'grpo', {});
-    await stepAgainstReference(dir, 'cdpo', { biasModel: path.join(dir, 'other'), betaBias: 0.3 });
-    await stepAgainstReference(dir, 'cdpo-ref-mu2', { biasModel: path.join(dir, 'other'), betaBias: 0.2, betaRef: 0.5, refModel: path.join(dir, 'other'), numIterations: 2 });
-    await stepAgainstReference(dir, 'grpo-mu2', { numIterations: 2 });
+    const cases: [string, Partial<RlOptions>][] = [
+      ['grpo', {}],
+      ['cdpo', { biasModel: path.join(dir, 'other'), betaBias: 0.3 }],
+      ['cdpo-ref-mu2', { biasModel: path.join(dir, 'other'), betaBias: 0.2, betaRef: 0.5, refModel: path.join(dir, 'other'), numIterations: 2 }],
+      ['grpo-mu2', { numIterations: 2 }],
+    ];
+    for (const [name, opts] of cases) if (!(await stepAgainstReference(dir, name, opts))) return skip(noPython(TORCH));
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
 test('the bias model really scores: its log-probs of the sampled tokens, not the policy\'s', async () => {
-  if (!HAVE_FFMPEG) { if (process.env.CI) assert.unreachable('ffmpeg is required in CI'); return; }
+  if (skipWithoutFfmpeg()) return;
   const dir = tmp('bias');
   try {
     setup(dir);
@@ -202,7 +212,7 @@ test('rewards: format, multiple choice, multi-select partial credit, numerical, 
 });
 
 test('from the CLI: GRPO raises the mean reward over 30 steps; CDPO ends further from the bias model than GRPO; user reward fields', async () => {
-  if (!HAVE_FFMPEG) { if (process.env.CI) assert.unreachable('ffmpeg is required in CI'); return; }
+  if (skipWithoutFfmpeg()) return;
   const dir = tmp('learn');
   try {
     let r = CLI(['synth', '--out', 'data', '--train', '16', '--test', '4', '--variant', '0', '--seed', '9'], dir);
@@ -232,23 +242,22 @@ test('from the CLI: GRPO raises the mean reward over 30 steps; CDPO ends further
 });
 
 test('kill -9 during RL and resume: the same final weights as an uninterrupted run', async () => {
-  if (!HAVE_FFMPEG) { if (process.env.CI) assert.unreachable('ffmpeg is required in CI'); return; }
+  if (skipWithoutFfmpeg()) return;
   const dir = tmp('resume');
   try {
     setup(dir);
     const args = (out: string) => ['train-cdpo', '--model', 'base', '--bias', 'other', '--data', 'rows.json', '--out', out, '--max-steps', '12',
       '--num-generations', '4', '--prompts-per-step', '2', '--steps-per-generation', '2', '--num-iterations', '2', '--max-completion-length', '8', '--lr', '1e-3',
       '--save-every', '1', '--save-dtype', 'f32', '--resume', '--quiet', '--seed', '7'];
-    assert.is(CLI(args('full'), dir).status, 0);
+    const full = CLI(args('full'), dir);
+    assert.is(full.status, 0, `the uninterrupted run: ${full.stderr}`);
     const cut = Math.floor(2 + Math.random() * 8);
-    await new Promise<void>((resolve) => {
-      const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'cli', 'index.ts'), ...args('cut')], { cwd: dir, stdio: 'ignore' });
-      const poll = setInterval(() => {
-        const f = path.join(dir, 'cut', 'metrics.jsonl');
-        if (existsSync(f) && readFileSync(f, 'utf8').split('\n').filter(Boolean).length >= cut) { clearInterval(poll); child.kill('SIGKILL'); }
-      }, 5);
-      child.on('exit', () => { clearInterval(poll); resolve(); });
-    });
+    const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'cli', 'index.ts'), ...args('cut')], { cwd: dir, stdio: 'ignore' });
+    const poll = setInterval(() => {
+      const f = path.join(dir, 'cut', 'metrics.jsonl');
+      if (existsSync(f) && readFileSync(f, 'utf8').split('\n').filter(Boolean).length >= cut) { clearInterval(poll); child.kill('SIGKILL'); }
+    }, 5);
+    try { await exitOf(child, `train-cdpo (to be killed after step ${cut})`); } finally { clearInterval(poll); }
     const again = CLI(args('cut'), dir);
     assert.is(again.status, 0, again.stderr);
     const a = readSafetensors(path.join(dir, 'full', 'model.safetensors')), b = readSafetensors(path.join(dir, 'cut', 'model.safetensors'));

@@ -4,7 +4,8 @@
 // that scripts/test.mjs counts, moving that test from "passed" to "skipped". In CI (CI=1) a
 // missing tool is a failure instead, unless the skip is for hardware CI does not have (a GPU).
 // A reference that is present but crashes is always a failure (runPython below).
-import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { spawnSync, type ChildProcess, type SpawnSyncOptions } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
 
 /** The marker scripts/test.mjs counts (one per skipped test). */
@@ -47,3 +48,39 @@ export function runPython(args: string[], modules: readonly string[], opts: Spaw
 
 /** The skip reason for a missing Python module set. */
 export const noPython = (modules: readonly string[]) => `Python with ${modules.join(', ')} not found (${PY}; set VT_PYTHON)`;
+
+/** How long a CLI run of a test may take before it counts as hung (generous: the slowest takes seconds to a minute). */
+export const CLI_TIMEOUT_MS = 300_000;
+
+/**
+ * `node --import tsx src/cli/index.ts ...args` (tsx named by its resolved location, so that it
+ * runs from any folder), synchronously, with a time limit: a run still going after `timeoutMs`
+ * is killed and fails the calling test with the command and the end of its stderr, rather than
+ * stalling the file until the runner's limit.
+ */
+export function runCliTimed(args: string[], opts: { cwd: string; timeoutMs?: number }): { status: number | null; stdout: string; stderr: string } {
+  const timeoutMs = opts.timeoutMs ?? CLI_TIMEOUT_MS;
+  const cli = fileURLToPath(new URL('../src/cli/index.ts', import.meta.url));
+  const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), cli, ...args],
+    { cwd: opts.cwd, encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1 << 28 });
+  if (r.error) {
+    const timedOut = (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
+    assert.unreachable(`videothinker ${args.join(' ')} ${timedOut ? `did not finish within ${timeoutMs / 1000} s (killed)` : `could not run (${String(r.error)})`}: ` +
+      String(r.stderr ?? '').trim().split('\n').slice(-6).join('\n'));
+  }
+  return { status: r.status, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/**
+ * Resolves when `child` exits; kills it (SIGKILL) and rejects with a clear message when it is
+ * still running after `timeoutMs`.
+ */
+export function exitOf(child: ChildProcess, what: string, timeoutMs = CLI_TIMEOUT_MS): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${what} did not finish within ${timeoutMs / 1000} s (killed)`));
+    }, timeoutMs);
+    child.on('exit', (code, signal) => { clearTimeout(timer); resolve({ code, signal }); });
+  });
+}

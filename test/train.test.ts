@@ -3,7 +3,7 @@
 // same logits (f32, bf16, sharded; the names and dtypes transformers uses); PEFT adapters saved,
 // loaded and merged; supervised fine-tuning from the CLI memorising 16 examples; a run killed with
 // SIGKILL and resumed ending bitwise where an uninterrupted run ends; SIGINT writing a checkpoint.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,11 +13,12 @@ import * as assert from 'uvu/assert';
 
 import { AdamW, clipGradNorm, loadModel, readSafetensors, schedule, Tensor, writeSafetensors } from '../src/index.js';
 import { assertRel, randomF32, rejectsLike, throwsLike } from './helpers.js';
-import { CASES, f32, forwardCase, HF, makeWeights, PY, toModel } from './qwen_fixture.js';
+import { CASES, f32, forwardCase, HF, makeWeights, toModel } from './qwen_fixture.js';
+import { exitOf, noPython, runCliTimed, runPython, skip } from './skip.js';
+import { skipWithoutFfmpeg } from './synth_fixture.js';
 import { collate, mediaInputs } from '../src/train/examples.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const HAVE_FFMPEG = spawnSync('ffmpeg', ['-version']).status === 0;
 // Children run in temporary folders: tsx is named by its resolved location, not looked up from there.
 const TSX = import.meta.resolve('tsx');
 const W = makeWeights(100);
@@ -60,12 +61,8 @@ test('AdamW and clipGradNorm equal torch.optim.AdamW / clip_grad_norm_ in float6
     assert.ok(noDecay.includes('model.layers.0.self_attn.q_proj.bias') && noDecay.includes('model.norm.weight') && noDecay.includes('visual.merger.ln_q.weight'));
     assert.ok(opt.decays('model.layers.0.self_attn.q_proj.weight'));
     writeFileSync(path.join(dir, 'case.json'), JSON.stringify({ params: spec, steps, betas: [0.8, 0.95], eps: 1e-6, weight_decay: 0.1, no_decay: noDecay }));
-    const r = spawnSync(PY, [path.join(ROOT, 'test', 'ref', 'optim_ref.py'), dir], { encoding: 'utf8' });
-    if (r.status !== 0) {
-      if (process.env.CI) assert.unreachable(`PyTorch (python3-torch) is required in CI: ${r.stderr}`);
-      console.warn('  SKIPPED: PyTorch reference unavailable');
-      return;
-    }
+    // Missing Python / PyTorch: a counted skip (a failure in CI); a reference that crashes: a failure.
+    if (runPython([path.join(ROOT, 'test', 'ref', 'optim_ref.py'), dir], ['numpy', 'torch']) === null) return skip(noPython(['numpy', 'torch']));
     const out = JSON.parse(readFileSync(path.join(dir, 'out.json'), 'utf8')) as { norms: number[] };
     assertRel(norms, out.norms, 1e-6, 'gradient norms before clipping');
     for (const [k, t] of params) {
@@ -223,7 +220,8 @@ test('LoRA: a saved PEFT adapter loads with the same logits and merges into the 
 });
 
 // ---- supervised fine-tuning from the CLI, on the synthetic benchmark ----
-const CLI = (args: string[], opts: { cwd: string }) => spawnSync(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'cli', 'index.ts'), ...args], { ...opts, encoding: 'utf8' });
+// Each CLI run has a time limit (test/skip.ts: 300 s; a hang fails its test with the command).
+const CLI = (args: string[], opts: { cwd: string }) => runCliTimed(args, opts);
 
 function synthAndBase(dir: string, train: number): void {
   let r = CLI(['synth', '--out', 'data', '--train', String(train), '--test', '4', '--variant', '0', '--seed', '3'], { cwd: dir });
@@ -233,11 +231,7 @@ function synthAndBase(dir: string, train: number): void {
 }
 
 test('train-sft from the CLI memorises 16 examples (loss < 0.05, greedy answers right)', async () => {
-  if (!HAVE_FFMPEG) {
-    if (process.env.CI) assert.unreachable('ffmpeg (Debian package ffmpeg) is required in CI');
-    console.log('  (no ffmpeg on PATH: skipped)');
-    return;
-  }
+  if (skipWithoutFfmpeg()) return;
   const dir = tmp('sft');
   try {
     synthAndBase(dir, 16);
@@ -257,31 +251,29 @@ test('train-sft from the CLI memorises 16 examples (loss < 0.05, greedy answers 
 });
 
 test('kill -9 at a random step, resume: the same final weights as an uninterrupted run; SIGINT writes a checkpoint', async () => {
-  if (!HAVE_FFMPEG) {
-    if (process.env.CI) assert.unreachable('ffmpeg (Debian package ffmpeg) is required in CI');
-    console.log('  (no ffmpeg on PATH: skipped)');
-    return;
-  }
+  if (skipWithoutFfmpeg()) return;
   const dir = tmp('resume');
   try {
     synthAndBase(dir, 12);
     const args = (out: string) => ['train-sft', '--model', 'base', '--data', 'data/train.json', '--out', out, '--max-steps', '24', '--batch-size', '2',
       '--grad-accum', '2', '--lr', '2e-3', '--schedule', 'cosine', '--warmup-steps', '3', '--save-every', '1', '--save-dtype', 'f32', '--resume', '--quiet'];
-    assert.is(CLI(args('runs/full'), { cwd: dir }).status, 0);
+    const full = CLI(args('runs/full'), { cwd: dir });
+    assert.is(full.status, 0, `the uninterrupted run: ${full.stderr}`);
     // The interrupted run: killed when its metrics reach a random step, then resumed (twice).
-    const kill = async (at: number) => new Promise<void>((resolve) => {
+    const kill = async (at: number) => {
       const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'cli', 'index.ts'), ...args('runs/cut')], { cwd: dir, stdio: 'ignore' });
       const poll = setInterval(() => {
         const f = path.join(dir, 'runs', 'cut', 'metrics.jsonl');
         const n = existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0;
         if (n >= at) { clearInterval(poll); child.kill('SIGKILL'); }
       }, 5);
-      child.on('exit', () => { clearInterval(poll); resolve(); });
-    });
+      try { await exitOf(child, `train-sft (to be killed at step ${at})`); } finally { clearInterval(poll); }
+    };
     const first = 3 + Math.floor(Math.random() * 8);
     await kill(first);
     await kill(first + 5);
-    assert.is(CLI(args('runs/cut'), { cwd: dir }).status, 0);
+    const cut = CLI(args('runs/cut'), { cwd: dir });
+    assert.is(cut.status, 0, `the resumed run: ${cut.stderr}`);
     const a = readSafetensors(path.join(dir, 'runs', 'full', 'model.safetensors'));
     const b = readSafetensors(path.join(dir, 'runs', 'cut', 'model.safetensors'));
     for (const [k, t] of a.tensors) assert.equal(Array.from(f32(b.tensors.get(k)!)), Array.from(f32(t)), `${k}: bitwise equal after kill -9 and resume (killed at steps ${first}, ${first + 5})`);
@@ -290,14 +282,13 @@ test('kill -9 at a random step, resume: the same final weights as an uninterrupt
     assert.equal(mb, ma, 'one metrics line per step, the same losses');
     a.dispose(); b.dispose();
     // SIGINT: the step finishes, a checkpoint is written, exit code 130.
-    const code = await new Promise<number | null>((resolve) => {
-      const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'cli', 'index.ts'), ...args('runs/int').filter((x) => x !== '--save-every' && x !== '1'), '--save-every', '0'], { cwd: dir, stdio: 'ignore' });
-      const poll = setInterval(() => {
-        const f = path.join(dir, 'runs', 'int', 'metrics.jsonl');
-        if (existsSync(f) && readFileSync(f, 'utf8').split('\n').filter(Boolean).length >= 2) { clearInterval(poll); child.kill('SIGINT'); }
-      }, 5);
-      child.on('exit', (c) => { clearInterval(poll); resolve(c); });
-    });
+    const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'cli', 'index.ts'), ...args('runs/int').filter((x) => x !== '--save-every' && x !== '1'), '--save-every', '0'], { cwd: dir, stdio: 'ignore' });
+    const poll = setInterval(() => {
+      const f = path.join(dir, 'runs', 'int', 'metrics.jsonl');
+      if (existsSync(f) && readFileSync(f, 'utf8').split('\n').filter(Boolean).length >= 2) { clearInterval(poll); child.kill('SIGINT'); }
+    }, 5);
+    let code: number | null;
+    try { code = (await exitOf(child, 'train-sft (to be stopped by SIGINT)')).code; } finally { clearInterval(poll); }
     assert.is(code, 130);
     const ck = readdirSync(path.join(dir, 'runs', 'int')).filter((f) => f.startsWith('checkpoint-'));
     assert.is(ck.length, 1, `one checkpoint on SIGINT: ${ck.join(', ')}`);

@@ -5,6 +5,7 @@
 // done, then the cache is compacted to the live rows. Sampling (temperature, top-k, top-p) runs
 // natively; row (p, i) draws token t from stream (seed, p, i) at counter t, so a sample never
 // depends on which other rows shared its batch.
+import { gatherLogprobs } from '../kernels/gather.js';
 import { native, type TensorDesc } from '../native.js';
 import { KVCache } from '../model/cache.js';
 import type { GridThw } from '../model/positions.js';
@@ -41,6 +42,12 @@ export interface RolloutOptions extends SamplingOptions {
   seed: number;
   stop: ReadonlySet<number>;
   signal?: AbortSignal;
+  /**
+   * Also return the entropy of each sampled position's distribution, softmax(logits / T) before
+   * truncation (T = 1 when greedy), as the log-probs: one native pass over the logits the sampler
+   * already has per step, no further pass through the LM head (default false).
+   */
+  entropy?: boolean;
 }
 
 export interface Rollout {
@@ -50,11 +57,13 @@ export interface Rollout {
    * video placeholder tokens are never sampled (they still count in the softmax).
    */
   logprobs: number[];
+  /** With `entropy: true`: -sum p log p of softmax(logits / T) at each position (T = 1 when greedy). */
+  entropies?: number[];
   finishReason: 'stop' | 'length';
 }
 
-/** One decode step's new tokens: (prompt, sample, token, logprob, finish?). */
-export interface RolloutToken { prompt: number; sample: number; token: number; logprob: number; finishReason?: 'stop' | 'length' }
+/** One decode step's new tokens: (prompt, sample, token, logprob, entropy?, finish?). */
+export interface RolloutToken { prompt: number; sample: number; token: number; logprob: number; entropy?: number; finishReason?: 'stop' | 'length' }
 
 /** A 64-bit stream seed as two 32-bit halves, mixed from (seed, key, sample). */
 function stream(seed: number, key: number, sample: number): [number, number] {
@@ -165,11 +174,18 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
     let logits: Tensor = first;
     for (let t = 0; t < maxNewTokens; t++) {
       const { tokens, logprobs } = await sampleRows(logits, rows.map((r) => streams[r]!), rows.map(() => t), { ...opts, banned });
+      let entropy: Float32Array | undefined;
+      if (opts.entropy) {
+        const g = await gatherLogprobs(logits, tokens, { entropy: true, temperature: opts.temperature > 0 ? opts.temperature : 1 });
+        entropy = g.entropy!.toArray() as Float32Array;
+        g.logprobs.dispose(); g.lse.dispose(); g.entropy!.dispose();
+      }
       if (logits !== first) logits.dispose();
       const events: RolloutToken[] = [];
       rows.forEach((r, j) => {
         if (done[r]) return;
         const token = tokens[j]!, ev: RolloutToken = { prompt: Math.floor(r / n), sample: r % n, token, logprob: logprobs[j]! };
+        if (entropy) ev.entropy = entropy[j]!;
         last[r] = token;
         const stop = opts.stop.has(token), length = t === maxNewTokens - 1;
         if (stop || length) { done[r] = true; ev.finishReason = stop ? 'stop' : 'length'; }
@@ -203,12 +219,13 @@ export async function* rolloutSteps(model: QwenNetwork, prompts: readonly Rollou
 
 /** All samples of all prompts: result[p][i]. */
 export async function rollout(model: QwenNetwork, prompts: readonly RolloutPrompt[], opts: RolloutOptions): Promise<Rollout[][]> {
-  const out = prompts.map(() => Array.from({ length: opts.n }, (): Rollout => ({ tokens: [], logprobs: [], finishReason: 'length' })));
+  const out = prompts.map(() => Array.from({ length: opts.n }, (): Rollout => ({ tokens: [], logprobs: [], ...(opts.entropy ? { entropies: [] } : {}), finishReason: 'length' })));
   for await (const step of rolloutSteps(model, prompts, opts)) {
     for (const e of step) {
       const s = out[e.prompt]![e.sample]!;
       s.tokens.push(e.token);
       s.logprobs.push(e.logprob);
+      if (e.entropy !== undefined) s.entropies!.push(e.entropy);
       if (e.finishReason) s.finishReason = e.finishReason;
     }
   }

@@ -154,6 +154,19 @@ export async function reproduce(options: ReproduceOptions = {}): Promise<Reprodu
   const out = path.resolve(o.out ?? path.join('runs', 'reproduce'));
   const data = path.resolve(o.data ?? path.join(out, 'data'));
   mkdirSync(out, { recursive: true });
+  // A run folder belongs to one recipe: finished stages of another would be reused as if they were
+  // this one's. The sweeps may grow or shrink (each beta is its own stage).
+  const recipeFile = path.join(out, 'recipe.json');
+  const stageKeys = RECIPE_KEYS.filter((k) => k !== 'cdpoBetas' && k !== 'klBetas' && k !== 'cdpoBeta');
+  if (!o.fresh && existsSync(recipeFile)) {
+    const before = JSON.parse(readFileSync(recipeFile, 'utf8')) as Partial<ReproduceRecipe>;
+    for (const k of stageKeys) {
+      if (before[k] !== undefined && JSON.stringify(before[k]) !== JSON.stringify(recipe[k])) {
+        throw rangeError(k, `${JSON.stringify(before[k])}, the value ${out} was run with (its finished stages belong to that recipe: pass fresh: true / --fresh, or another out)`, recipe[k]);
+      }
+    }
+  }
+  writeJsonAtomic(recipeFile, recipe);
   const t0 = performance.now();
   const since = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
 

@@ -89,6 +89,8 @@ interface Sample {
   prompt: number;  // index into the buffer's prompts
   tokens: number[];
   logprobs: number[];
+  /** The policy's entropy at each position when it sampled (at T; absent in buffers of older versions). */
+  entropy?: number[];
   finish: 'stop' | 'length';
   text: string;
   rewards: (number | null)[];
@@ -171,8 +173,8 @@ async function openModel(m: string | QwenModel, what: string, train?: TrainOptio
   return { model: m, own: false };
 }
 
-/** Log-probs of each sample's tokens under `model` (no gradient), in chunks of `chunk` samples. */
-async function scoreSamples(model: QwenModel, prompts: readonly Prompt[], samples: readonly Sample[], chunk: number): Promise<number[][]> {
+/** Log-probs of each sample's tokens under `model` at temperature T (no gradient), in chunks of `chunk` samples. */
+async function scoreSamples(model: QwenModel, prompts: readonly Prompt[], samples: readonly Sample[], chunk: number, T: number): Promise<number[][]> {
   const out: number[][] = [];
   for (let i = 0; i < samples.length; i += chunk) {
     const part = samples.slice(i, i + chunk);
@@ -183,7 +185,7 @@ async function scoreSamples(model: QwenModel, prompts: readonly Prompt[], sample
     });
     const sc = scoredTokens(batch);
     const h = gatherRows(res.hidden, sc.rows);
-    const lp = await linearLogprobs(h, model.lmHead, sc.targets);
+    const lp = await linearLogprobs(h, model.lmHead, sc.targets, { temperature: T });
     const v = lp.logprobs.data as Float32Array;
     for (let b = 0; b < part.length; b++) out.push(Array.from(v.subarray(sc.offsets[b]!, sc.offsets[b + 1]!)));
     h.dispose(); lp.logprobs.dispose(); lp.lse.dispose(); res.dispose(); batch.dispose();
@@ -193,9 +195,10 @@ async function scoreSamples(model: QwenModel, prompts: readonly Prompt[], sample
 
 /**
  * TW-GRPO's token weights: at each completion position, the KL divergence of each completion's
- * next-token distribution to the group's mean one, min-max normalised over the group into [1, alpha].
+ * next-token distribution (softmax(logits / T)) to the group's mean one, min-max normalised over
+ * the group into [1, alpha].
  */
-async function tokenWeights(model: QwenModel, prompts: readonly Prompt[], group: readonly Sample[], alpha: number): Promise<number[][]> {
+async function tokenWeights(model: QwenModel, prompts: readonly Prompt[], group: readonly Sample[], alpha: number, T: number): Promise<number[][]> {
   const batch = collate(group.map((s) => prompts[s.prompt]!), group.map((s) => s.tokens));
   const res = await model.forward({
     inputIds: batch.inputIds, attentionMask: batch.attentionMask, logits: 'none',
@@ -214,9 +217,9 @@ async function tokenWeights(model: QwenModel, prompts: readonly Prompt[], group:
     const p = new Float64Array(who.length * V), mean = new Float64Array(V);
     for (let j = 0; j < who.length; j++) {
       let m = -Infinity;
-      for (let v = 0; v < V; v++) m = Math.max(m, lg[j * V + v]!);
+      for (let v = 0; v < V; v++) m = Math.max(m, lg[j * V + v]! / T);
       let z = 0;
-      for (let v = 0; v < V; v++) z += (p[j * V + v] = Math.exp(lg[j * V + v]! - m));
+      for (let v = 0; v < V; v++) z += (p[j * V + v] = Math.exp(lg[j * V + v]! / T - m));
       for (let v = 0; v < V; v++) { p[j * V + v]! /= z; mean[v]! += p[j * V + v]! / who.length; }
     }
     who.forEach((i, j) => {
@@ -246,6 +249,10 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
   const temperature = checkNumber('temperature', o.temperature ?? 1, 0, 100);
   const topP = checkNumber('topP', o.topP ?? 1, 0, 1, { exclusiveMin: true });
   const topK = checkInteger('topK', o.topK ?? 0, 0);
+  // The policy is scored at the sampling temperature, as TRL and verl do (logits / T): its
+  // log-probs, the bias / reference models', the entropy and the loss are those of the
+  // distribution the completions were drawn from (T = 1 for greedy rollouts).
+  const T = temperature > 0 ? temperature : 1;
   const lossType = checkOneOf('lossType', o.lossType ?? 'grpo', ['grpo', 'bnpo', 'dr_grpo', 'dapo']);
   const scale = checkOneOf('scaleRewards', o.scaleRewards ?? 'group', ['group', 'batch', 'none']);
   const algorithm = checkOneOf('algorithm', o.algorithm ?? 'grpo', ['grpo', 't-grpo', 'tw-grpo']);
@@ -305,19 +312,20 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
     const samples: Sample[] = [];
     let dropped = 0, drawn = 0;
     const meta: Record<string, number> = {};
+    const temporalStats: [number, number, number][] = [];
     while (chosen.length < perGen) {
       const want = perGen - chosen.length;
       const idx = Array.from({ length: want }, () => rowAtCursor(cursor++));
       drawn += want;
       const prompts = await cache.get(idx, o.signal);
       const keys = idx.map((_, j) => hash32(seed, gen, drawn - want + j));
-      const outs = await rollout(model, prompts.map((p, j) => asRollout(p, keys[j]!)), { n: G, maxNewTokens: maxLen, temperature, topP, topK, seed, stop, ...(o.signal ? { signal: o.signal } : {}) });
+      const outs = await rollout(model, prompts.map((p, j) => asRollout(p, keys[j]!)), { n: G, maxNewTokens: maxLen, temperature, topP, topK, seed, stop, entropy: true, ...(o.signal ? { signal: o.signal } : {}) });
       // T-GRPO: G/2 completions on shuffled frames feed p~ only.
       let shuffledAcc: number[] = [];
       if (algorithm === 't-grpo') {
         const half = Math.max(1, Math.floor(G / 2));
         const shuffled = prompts.map((p, j) => shuffleFrames(p, new Rng(hash32(seed, gen, keys[j]!, 0x7))));
-        const so = await rollout(model, shuffled.map((p, j) => asRollout(p, keys[j]! ^ 0x5bd1e995)), { n: half, maxNewTokens: maxLen, temperature, topP, topK, seed, stop });
+        const so = await rollout(model, shuffled.map((p, j) => asRollout(p, keys[j]! ^ 0x5bd1e995)), { n: half, maxNewTokens: maxLen, temperature, topP, topK, seed, stop, ...(o.signal ? { signal: o.signal } : {}) });
         shuffledAcc = await Promise.all(so.map(async (grp, j) => mean(await Promise.all(grp.map(async (s) =>
           (await evalReward('accuracy', tok.decode(s.tokens), prompts[j]!.row.row, { tokens: s.tokens, sample: 0, numGenerations: half, step: gen, finishReason: s.finishReason })) ?? 0)))));
         shuffled.forEach((p, j) => { if (p !== prompts[j]) p.pixelValuesVideos?.dispose(); });
@@ -331,16 +339,20 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
           const ctx = { tokens: s.tokens, sample: i, numGenerations: G, step: gen, finishReason: s.finishReason };
           const rs = await Promise.all(rewards.map((r) => evalReward(r, text, row, ctx)));
           const total = rs.some((r) => r === null) ? null : rs.reduce((a: number, r, k) => a + weights[k]! * r!, 0);
-          group.push({ prompt: -1, tokens: s.tokens, logprobs: s.logprobs, finish: s.finishReason, text, rewards: rs, reward: total, advantage: 0 });
+          group.push({ prompt: -1, tokens: s.tokens, logprobs: s.logprobs, entropy: s.entropies!, finish: s.finishReason, text, rewards: rs, reward: total, advantage: 0 });
         }
+        let temporal: [number, number, number] | undefined;  // p, p~, bonus given
         if (algorithm === 't-grpo') {
           const acc = await Promise.all(group.map((s) => evalReward('accuracy', s.text, row, { tokens: s.tokens, sample: 0, numGenerations: G, step: gen, finishReason: s.finish })));
           const p = mean(acc.map((a) => a ?? 0));
-          if (p >= tMu * shuffledAcc[j]!) group.forEach((s, i) => { if ((acc[i] ?? 0) > 0 && s.reward !== null) s.reward += tAlpha; });
+          const bonus = p >= tMu * shuffledAcc[j]!;
+          if (bonus) group.forEach((s, i) => { if ((acc[i] ?? 0) > 0 && s.reward !== null) s.reward += tAlpha; });
+          temporal = [p, shuffledAcc[j]!, bonus ? 1 : 0];
         }
         const live = group.map((s) => s.reward).filter((r): r is number => r !== null);
         if (dyn && live.every((r) => r === live[0]) && drawn < dyn) { dropped++; continue; }
         const pi = chosen.length;
+        if (temporal) temporalStats.push(temporal);
         chosen.push(idx[j]!);
         for (const s of group) { s.prompt = pi; samples.push(s); }
         if (chosen.length === perGen) break;
@@ -351,13 +363,13 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
     const adv = advantagesOf(samples.map((s) => s.reward), G, scale);
     samples.forEach((s, i) => { s.advantage = adv[i]!; });
     const prompts = await cache.get(chosen, o.signal);
-    if (mu > 1 || spg > 1) (await scoreSamples(model, prompts, samples, chunk)).forEach((l, i) => { samples[i]!.old = l; });
-    if (bias) (await scoreSamples(bias.model, prompts, samples, chunk)).forEach((l, i) => { samples[i]!.bias = l; });
-    if (ref) (await scoreSamples(ref.model, prompts, samples, chunk)).forEach((l, i) => { samples[i]!.ref = l; });
+    if (mu > 1 || spg > 1) (await scoreSamples(model, prompts, samples, chunk, T)).forEach((l, i) => { samples[i]!.old = l; });
+    if (bias) (await scoreSamples(bias.model, prompts, samples, chunk, T)).forEach((l, i) => { samples[i]!.bias = l; });
+    if (ref) (await scoreSamples(ref.model, prompts, samples, chunk, T)).forEach((l, i) => { samples[i]!.ref = l; });
     if (algorithm === 'tw-grpo') {
       for (let g = 0; g < chosen.length; g++) {
         const grp = samples.slice(g * G, (g + 1) * G);
-        (await tokenWeights(model, prompts, grp, twAlpha)).forEach((w, i) => { grp[i]!.weights = w; });
+        (await tokenWeights(model, prompts, grp, twAlpha, T)).forEach((w, i) => { grp[i]!.weights = w; });
       }
     }
     timing.scoring += (performance.now() - t1) / 1000;
@@ -403,6 +415,12 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
       for (const [qt, [a, n]] of wrong) meta[`allWrong/${qt}`] = a / n;
     }
     meta.droppedGroups = dropped;
+    // T-GRPO: accuracy on ordered and on shuffled frames, and the share of groups given the bonus.
+    if (temporalStats.length) {
+      meta['temporal/ordered'] = mean(temporalStats.map((x) => x[0]));
+      meta['temporal/shuffled'] = mean(temporalStats.map((x) => x[1]));
+      meta['temporal/bonus'] = mean(temporalStats.map((x) => x[2]));
+    }
     return { gen, rows: chosen, samples, dropped, meta };
   };
 
@@ -445,13 +463,17 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
       // The fused loss (one pass over the LM head) serves the plain case: no token weights, a
       // trainable head, one micro-batch (its gradient cannot be scaled for several).
       if (!needW && head && micros === 1) {
-        const r = await linearCdpo({ hidden: h, weight: model.lmHead, targets: sc.targets, dWeight: head, accumulate: micro > 0, ...inputs });
+        const r = await linearCdpo({ hidden: h, weight: model.lmHead, targets: sc.targets, temperature: T, dWeight: head, accumulate: micro > 0, ...inputs });
         loss = r.loss;
-        metrics = { ...(r.metrics as unknown as Record<string, number>) };
+        metrics = { ...(r.metrics as unknown as Record<string, number>), lossTokens: 1 };
+        // The entropy from the rollout's own logits: the same distribution when the policy has not
+        // moved since it sampled (numIterations = stepsPerGeneration = 1), the sampling policy's
+        // otherwise; a second pass through the LM head here would cost a third of this kernel.
+        if (part.every((s) => s.entropy && s.entropy.length === s.tokens.length)) metrics.entropy = mean(part.flatMap((s) => s.entropy!));
         dHidden = r.dHidden;
         r.logprobs.dispose();
       } else {
-        const lp = await linearLogprobs(h, model.lmHead, sc.targets, { entropy: true });
+        const lp = await linearLogprobs(h, model.lmHead, sc.targets, { entropy: true, temperature: T });
         const r = await cdpoLoss({ logprobs: lp.logprobs, ...inputs });
         w = new Float32Array(N).fill(1);
         part.forEach((s, i) => {
@@ -466,11 +488,17 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
           const thr = sorted[Math.min(sorted.length - 1, Math.floor((1 - topEnt) * sorted.length))]!;
           ent.forEach((e, k) => { if (e < thr) w![k] = 0; });
         }
+        // dapo's normaliser is already the whole step's token count (activeTokens): its micro-batches'
+        // losses add up to the step's, so neither the gradient nor the loss is divided by micros
+        // (the loop averages the losses it is given: it gets micros x this micro-batch's share).
+        const perMicro = lossType === 'dapo' ? 1 : micros;
         const d = r.dLogprobs.data as Float32Array;
-        for (let k = 0; k < N; k++) d[k]! *= w[k]! / micros;
-        const g = await linearLogprobsBackward(h, model.lmHead, sc.targets, lp.lse, r.dLogprobs, head ? { dWeight: head, accumulate: micro > 0 } : { weightGrad: false });
-        loss = r.loss;
-        metrics = { ...(r.metrics as unknown as Record<string, number>), entropy: mean(Array.from(lp.entropy!.data as Float32Array)) };
+        for (let k = 0; k < N; k++) d[k]! *= w[k]! / perMicro;
+        const g = await linearLogprobsBackward(h, model.lmHead, sc.targets, lp.lse, r.dLogprobs, { temperature: T, ...(head ? { dWeight: head, accumulate: micro > 0 } : { weightGrad: false }) });
+        loss = lossType === 'dapo' ? r.loss * micros : r.loss;
+        let kept = 0;
+        for (let k = 0; k < N; k++) if (w[k]! > 0) kept++;
+        metrics = { ...(r.metrics as unknown as Record<string, number>), entropy: mean(Array.from(lp.entropy!.data as Float32Array)), lossTokens: N ? kept / N : 0 };
         dHidden = g.dHidden;
         for (const t of [lp.logprobs, lp.lse, lp.entropy!, r.dLogprobs]) t.dispose();
       }

@@ -212,6 +212,9 @@ export async function trainLoop(model: QwenModel, task: TrainTask, opts: LoopOpt
       const ts = performance.now();
       resetPeakMemory();
       const live = memoryStats().liveBytes;
+      // The fused LM-head kernels of micro 0 overwrite the head's gradient (accumulate: false),
+      // but model.backward() only adds into the rest of the store: it has no overwrite mode, so
+      // the store (one parallel memset) is zeroed first.
       model.zeroGrad();
       let loss = 0, tokens = 0;
       const extra: Record<string, number> = {};
