@@ -8,6 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { Tensor } from '../src/tensor.js';
+import { memoryStats } from '../src/backend.js';
 import type { QwenModel } from '../src/index.js';
 import { assertRel, randomF32, rejectsLike, throwsLike } from './helpers.js';
 import { noPython, skip } from './skip.js';
@@ -190,14 +191,17 @@ test("recompute: 'layer' gives bitwise the gradients of 'none' and holds fewer a
   const R = cotangent(c, HF.hidden_size, 31);
   const run = (recompute: 'none' | 'layer') => {
     const { model } = toModel(W, 'f32', { train: { recompute } });
+    const before = memoryStats().liveBytes;
     const out = forwardCase(model, c, { grad: true });
+    const held = memoryStats().liveBytes - before; // what the forward keeps for the backward
     model.backwardSync(out, { dHidden: Tensor.from(R, out.hidden.shape) });
     const g = new Map([...model.grads].map(([k, v]) => [k, f32(v).slice()]));
     model.dispose();
-    return g;
+    return { g, held };
   };
   const none = run('none'), layer = run('layer');
-  for (const [k, v] of none) assert.equal(Array.from(layer.get(k)!), Array.from(v), `bitwise: ${k}`);
+  for (const [k, v] of none.g) assert.equal(Array.from(layer.g.get(k)!), Array.from(v), `bitwise: ${k}`);
+  assert.ok(layer.held > 0 && layer.held < none.held, `'layer' holds fewer activation bytes (${layer.held} against ${none.held})`);
 });
 
 test('freeze: frozen prefixes get no gradient buffer and no work; the rest is unchanged', () => {

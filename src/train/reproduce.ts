@@ -52,7 +52,7 @@ export const REPRODUCE_RECIPES: Readonly<Record<'full' | 'quick', Readonly<Repro
     train: 6000, test: 600, variant: 600, dataSeed: 1, preset: 'tiny',
     sftRows: 2000, sftReasoningSteps: 600, sftAnswerSteps: 200, sftBatch: 16, sftLr: 1e-3,
     rlSteps: 100, promptsPerStep: 8, numGenerations: 8, rlLr: 1e-4, biasLr: 2e-4, maxCompletionLength: 16,
-    cdpoBetas: [0.03, 0.05, 0.1, 0.3], cdpoBeta: 0.05, klBetas: [0.04, 0.3, 1],
+    cdpoBetas: [0.05, 0.1, 0.3], cdpoBeta: 0.05, klBetas: [0.04, 0.3, 1],
   },
   quick: {
     train: 1200, test: 100, variant: 100, dataSeed: 1, preset: 'tiny',
@@ -378,22 +378,23 @@ export function formatTable(r: ReproduceResults): string {
 
 /** frontier.svg: observational against inferential accuracy, a point per run (mean over seeds), a line per method over its beta. */
 export async function frontierSvg(r: ReproduceResults): Promise<string> {
-  const values: { family: string; run: string; beta: number; observational: number; inferential: number }[] = [];
+  const values: { family: string; run: string; label: string; beta: number; observational: number; inferential: number }[] = [];
   for (const [n, m] of Object.entries(r.methods)) {
     if (n === 'cdpo') continue;
     const family = n.startsWith('cdpo') ? 'CDPO (over betaBias)' : n.startsWith('grpo_kl') ? 'GRPO + KL to SFT (over betaRef)' : label(n, r);
     const beta = n.startsWith('cdpo') ? Number(n.slice(4)) : n.startsWith('grpo_kl') ? Number(n.slice(7)) : 0;
-    values.push({ family, run: n, beta, observational: 100 * m.observational.mean, inferential: 100 * m.inferential.mean });
+    const tag = n.startsWith('cdpo') ? `CDPO ${beta}` : n.startsWith('grpo_kl') ? `KL ${beta}` : n === 'sft' ? 'SFT' : n === 'bias' ? 'bias model' : n.toUpperCase();
+    values.push({ family, run: n, label: tag, beta, observational: 100 * m.observational.mean, inferential: 100 * m.inferential.mean });
     // GRPO is beta = 0 of both families: each line starts there.
     if (n === 'grpo') {
-      values.push({ family: 'CDPO (over betaBias)', run: n, beta: 0, observational: 100 * m.observational.mean, inferential: 100 * m.inferential.mean });
-      values.push({ family: 'GRPO + KL to SFT (over betaRef)', run: n, beta: 0, observational: 100 * m.observational.mean, inferential: 100 * m.inferential.mean });
+      values.push({ family: 'CDPO (over betaBias)', run: n, label: '', beta: 0, observational: 100 * m.observational.mean, inferential: 100 * m.inferential.mean });
+      values.push({ family: 'GRPO + KL to SFT (over betaRef)', run: n, label: '', beta: 0, observational: 100 * m.observational.mean, inferential: 100 * m.inferential.mean });
     }
   }
   const enc = {
     x: { field: 'observational', type: 'quantitative', title: 'observational accuracy (%)', scale: { zero: false } },
     y: { field: 'inferential', type: 'quantitative', title: 'inferential accuracy (%)', scale: { zero: false } },
-    color: { field: 'family', type: 'nominal', title: null },
+    color: { field: 'family', type: 'nominal', title: null, legend: { orient: 'bottom', columns: 2, labelLimit: 400 } },
   };
   return renderSvg({
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -403,7 +404,7 @@ export async function frontierSvg(r: ReproduceResults): Promise<string> {
     layer: [
       { transform: [{ filter: "datum.family === 'CDPO (over betaBias)' || datum.family === 'GRPO + KL to SFT (over betaRef)'" }], mark: { type: 'line', point: true }, encoding: { ...enc, order: { field: 'beta', type: 'quantitative' } } },
       { mark: { type: 'point', filled: true, size: 60 }, encoding: enc },
-      { mark: { type: 'text', dx: 6, dy: -6, align: 'left', fontSize: 9 }, encoding: { x: enc.x, y: enc.y, text: { field: 'run' } } },
+      { mark: { type: 'text', dx: 6, dy: -6, align: 'left', fontSize: 9 }, encoding: { x: enc.x, y: enc.y, text: { field: 'label' } } },
     ],
   });
 }

@@ -239,8 +239,14 @@ export async function trainLoop(model: QwenModel, task: TrainTask, opts: LoopOpt
       if (!quiet) {
         const done = step + 1 - start, left = steps - step - 1;
         const eta = ((performance.now() - t0) / 1000 / done) * left;
-        const line = `step ${step + 1}/${steps}  loss ${loss.toFixed(4)}  grad ${m.gradNorm.toFixed(3)}  lr ${lr.toExponential(2)}  ${m.tokensPerSecond.toFixed(0)} tok/s  ETA ${fmtTime(eta)}${res.skipped ? '  (step skipped: non-finite gradient)' : ''}`;
-        process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+        const line = `step ${step + 1}/${steps}  loss ${loss.toFixed(4)}  grad ${m.gradNorm.toFixed(3)}  lr ${lr.toExponential(2)}  ${m.tokensPerSecond.toFixed(0)} tok/s${rlPart(m)}  ETA ${fmtTime(eta)}${res.skipped ? '  (step skipped: non-finite gradient)' : ''}`;
+        if (tty) {
+          // a bar on a terminal, redrawn in place; plain lines otherwise (logs, pipes)
+          const w = 20, fill = Math.round((w * (step + 1)) / steps);
+          process.stderr.write(`\r\x1b[K[${'#'.repeat(fill)}${'.'.repeat(w - fill)}] ${line}`);
+        } else {
+          process.stderr.write(`${line}\n`);
+        }
       }
       const aborted = o.signal?.aborted ?? false;
       if ((saveEvery && (step + 1) % saveEvery === 0) || stopped || aborted) {
@@ -266,4 +272,14 @@ export async function trainLoop(model: QwenModel, task: TrainTask, opts: LoopOpt
     if (o.handleSignals) { process.off('SIGINT', sigint); process.off('SIGTERM', sigterm); }
     opt.dispose();
   }
+}
+
+/** The RL trainers' reward and accuracy per question type, for the progress line ('' for SFT). */
+function rlPart(m: StepMetrics): string {
+  const r = m as unknown as Record<string, unknown>;
+  let out = typeof r.reward === 'number' ? `  reward ${r.reward.toFixed(3)}` : '';
+  for (const [k, v] of Object.entries(r)) {
+    if (k.startsWith('accuracy/') && typeof v === 'number') out += `  ${k.slice(9)} ${(100 * v).toFixed(0)}%`;
+  }
+  return out;
 }
