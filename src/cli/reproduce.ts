@@ -13,7 +13,7 @@ on the reference reasoning, ${f.sftAnswerSteps} on the short answers) -> Bias-Aw
 observational questions) -> GRPO, CDPO (betaBias ${f.cdpoBetas.join(', ')}) and GRPO + KL to the SFT model
 (betaRef ${f.klBetas.join(', ')}), every RL run ${f.rlSteps} steps from the same SFT checkpoint on the 74/26 split ->
 greedy evaluation on the balanced test split and the held-out variant split. Writes DIR/results.json,
-results.md (printed at the end), curves.svg and frontier.svg. About 25 minutes on 2 cores.
+results.md (printed at the end), curves.svg and frontier.svg. About 30 minutes on 2 cores.
 Run it again to continue: finished stages are reused, an interrupted one resumes from its checkpoint.
 
   --out DIR            the run folder (default runs/reproduce)
