@@ -238,8 +238,9 @@ test('train-sft from the CLI memorises 16 examples (loss < 0.05, greedy answers 
     const r = CLI(['train-sft', '--model', 'base', '--data', 'data/train.json', '--out', 'runs/sft', '--epochs', '150', '--batch-size', '4',
       '--lr', '3e-3', '--schedule', 'cosine', '--warmup-steps', '10', '--save-dtype', 'f32', '--quiet'], { cwd: dir });
     assert.is(r.status, 0, `train-sft: ${r.stderr}`);
-    const lines = readFileSync(path.join(dir, 'runs', 'sft', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss: number });
+    const lines = readFileSync(path.join(dir, 'runs', 'sft', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss: number; seconds: number; optimizerSeconds: number });
     assert.is(lines.length, 600);
+    assert.ok(lines.every((l) => l.optimizerSeconds > 0 && l.optimizerSeconds < l.seconds), 'the optimizer\'s time is a part of each step\'s');
     assert.ok(lines.at(-1)!.loss < 0.05, `final loss ${lines.at(-1)!.loss}`);
     assert.ok(lines[0]!.loss > 2, `first loss ${lines[0]!.loss}`);
     const e = CLI(['eval', 'runs/sft', '--data', 'data/train.json', '--out', 'eval.json'], { cwd: dir });
