@@ -1,5 +1,6 @@
-// The small JSON files of a Hugging Face checkpoint folder, read one way for every loader.
-import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
+// The small files of a checkpoint or run folder: read one way for every loader, written atomically
+// one way for every writer.
+import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** Files of a checkpoint folder that are read whole (configs, tokenizers): 1 GiB at most. */
@@ -39,4 +40,21 @@ export function findChatTemplate(dir: string): string | undefined {
     if (typeof t === 'string') return t;
   }
   return undefined;
+}
+
+/** Text to a temporary file beside `file`, then renamed over it (readers never see half a file). */
+export function writeTextAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** JSON (indented, with a final newline) written as writeTextAtomic writes text. */
+export function writeJsonAtomic(file: string, value: unknown, indent: number | undefined = 2): void {
+  writeTextAtomic(file, JSON.stringify(value, null, indent) + '\n');
 }

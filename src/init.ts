@@ -11,7 +11,7 @@ import path from 'node:path';
 import { checkInteger, checkOneOf, checkOptions, rangeError, typeError } from './errors.js';
 import { DEFAULT_CHAT_TEMPLATE, Tensor, writeSafetensors } from './index.js';
 import { hash32 } from './data/random.js';
-import { writeJsonAtomic } from './data/tokenizer.js';
+import { writeJsonAtomic } from './files.js';
 
 /** The sizes of a model. */
 export interface ModelShape {

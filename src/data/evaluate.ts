@@ -12,7 +12,7 @@ import { checkInteger, checkNumber, checkOptions, typeError } from '../errors.js
 import { accuracyReward, asSolution, extractAnswer, formatReward } from './answers.js';
 import { readDataset, type DatasetSkips, type LoadedRow } from './dataset.js';
 import { decodeFrameBatch, type BatchSpec, type Frame } from './frames.js';
-import { writeJsonAtomic } from './tokenizer.js';
+import { writeJsonAtomic } from '../files.js';
 import { buildPrompt } from './prompt.js';
 
 /**

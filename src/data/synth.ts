@@ -42,7 +42,8 @@ import { checkInteger, checkNumber, checkOneOf, checkOptions, rangeError, typeEr
 import { DEFAULT_CHAT_TEMPLATE } from '../index.js';
 import { buildPrompt, PROMPT_SUFFIX } from './prompt.js';
 import { hash32, NORMAL_TABLE, Rng } from './random.js';
-import { buildWordTokenizer, writeJsonAtomic, writeTextAtomic, writeTokenizerFiles, wordPieces, type WordTokenizer } from './tokenizer.js';
+import { writeJsonAtomic, writeTextAtomic } from '../files.js';
+import { buildWordTokenizer, writeTokenizerFiles, wordPieces, type WordTokenizer } from './tokenizer.js';
 
 export const COLOURS = Object.freeze(['red', 'green', 'blue', 'yellow', 'purple', 'cyan', 'orange', 'pink'] as const);
 export type Colour = (typeof COLOURS)[number];

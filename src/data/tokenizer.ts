@@ -8,7 +8,9 @@
 // special tokens are added tokens with `special: true` (left out when decoding with
 // skipSpecialTokens); <think> </think> <answer> </answer> are added tokens with `special: false`,
 // so a completion's tags survive decoding and the rewards can read them.
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+
+import { writeJsonAtomic } from '../files.js';
 import path from 'node:path';
 
 /** The added special tokens of Qwen2.5-VL, in the order of their ids there (151643 ...). */
@@ -100,19 +102,3 @@ export function writeTokenizerFiles(dir: string, tok: WordTokenizer, chatTemplat
   writeJsonAtomic(path.join(dir, 'chat_template.json'), { chat_template: chatTemplate });
 }
 
-/** JSON to a temporary file beside `file`, then renamed over it (readers never see half a file). */
-export function writeJsonAtomic(file: string, value: unknown, indent: number | undefined = 2): void {
-  writeTextAtomic(file, JSON.stringify(value, null, indent) + '\n');
-}
-
-/** Text to a temporary file beside `file`, then renamed over it. */
-export function writeTextAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-}

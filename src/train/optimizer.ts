@@ -3,10 +3,11 @@
 // layout; the moments join in that layout, so one step is one native pass over four buffers
 // (native/kernels/optim). The semantics are torch.optim.AdamW's and
 // torch.nn.utils.clip_grad_norm_'s.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { checkNumber, checkOptions, typeError } from '../errors.js';
+import { writeJsonAtomic } from '../files.js';
 import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
 import type { QwenNetwork } from '../model/qwen.js';
 import { native, type TensorDesc } from '../native.js';
@@ -154,9 +155,7 @@ export class AdamW {
       writeSafetensors(path.join(dir, 'optimizer.safetensors'), named, { format: 'pt' });
     } finally { for (const t of named.values()) t.dispose(); }
     const meta = { type: 'adamw', stepCount: this.stepCount, skippedSteps: this.skippedSteps, lr: this.lr, betas: [this.beta1, this.beta2], eps: this.eps, weightDecay: this.weightDecay };
-    const tmp = path.join(dir, `.optimizer.json.tmp-${process.pid}`);
-    writeFileSync(tmp, JSON.stringify(meta, null, 2));
-    renameSync(tmp, path.join(dir, 'optimizer.json'));
+    writeJsonAtomic(path.join(dir, 'optimizer.json'), meta);
   }
 
   /** Restores what save() wrote (same parameter names and shapes). */

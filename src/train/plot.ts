@@ -1,6 +1,6 @@
 // Training curves as SVG, rendered in Node without a browser by vega-lite + vega: one panel per
 // metric (reward, accuracy per question type, KL to the bias model, ...), one line per run.
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { typeError } from '../errors.js';
@@ -30,12 +30,6 @@ export async function renderSvg(spec: Record<string, unknown>): Promise<string> 
   return svg;
 }
 
-/** Writes text atomically (temporary file, then rename). */
-export function writeTextAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
-}
 
 export interface PlotOptions {
   /** Metric names (default: DEFAULT_PLOT_METRICS that the runs have). */

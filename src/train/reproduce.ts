@@ -23,11 +23,11 @@ import path from 'node:path';
 
 import { checkInteger, checkNumber, checkOptions, rangeError, typeError } from '../errors.js';
 import { synth, type SynthRow } from '../data/synth.js';
-import { writeJsonAtomic } from '../data/tokenizer.js';
+import { writeJsonAtomic, writeTextAtomic } from '../files.js';
 import { initModel } from '../init.js';
 import { loadModel } from '../infer/load.js';
 import { evaluateBatched } from './evalbatch.js';
-import { plotRuns, readMetrics, renderSvg, writeTextAtomic } from './plot.js';
+import { plotRuns, readMetrics, renderSvg } from './plot.js';
 import { trainBias, trainGrpo, type RlOptions } from './rl.js';
 import { trainSft } from './sft.js';
 

@@ -382,15 +382,26 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
     const all = samples.map((s) => s.reward).filter((r): r is number => r !== null);
     meta.reward = mean(all);
     meta.rewardStd = std(all);
-    const types = new Map<string, number[]>();
-    for (const s of samples) {
-      const qt = String(prompts[s.prompt]!.row.row.question_type ?? 'all');
-      const acc = s.rewards[names.indexOf('accuracy')] ?? null;
-      if (acc === null || names.indexOf('accuracy') < 0) continue;
-      if (!types.has(qt)) types.set(qt, []);
-      types.get(qt)!.push(acc);
+    // Per question type: the samples' accuracy, and the share of prompts whose G samples are all
+    // wrong (they get no advantage and so no repair: the way a shortcut settles in, such
+    // inferential prompts rise under GRPO).
+    const acc = names.indexOf('accuracy');
+    if (acc >= 0) {
+      const types = new Map<string, { accs: number[]; wrong: number; groups: number }>();
+      for (let g = 0; g < chosen.length; g++) {
+        const grp = samples.slice(g * G, (g + 1) * G);
+        const qt = String(prompts[grp[0]!.prompt]!.row.row.question_type ?? 'all');
+        const t = types.get(qt) ?? { accs: [], wrong: 0, groups: 0 };
+        for (const s of grp) if (s.rewards[acc] !== null) t.accs.push(s.rewards[acc]!);
+        t.groups++;
+        if (grp.every((s) => s.rewards[acc] === 0)) t.wrong++;
+        types.set(qt, t);
+      }
+      for (const [qt, t] of types) {
+        if (t.accs.length) meta[`accuracy/${qt}`] = mean(t.accs);
+        meta[`allWrong/${qt}`] = t.wrong / t.groups;
+      }
     }
-    for (const [qt, v] of types) meta[`accuracy/${qt}`] = mean(v);
     meta.completionLength = mean(samples.map((s) => s.tokens.length));
     meta.truncated = mean(samples.map((s) => (s.finish === 'length' ? 1 : 0)));
     let dead = 0;
@@ -399,21 +410,6 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
       if (v.every((r) => r === v[0])) dead++;
     }
     meta.equalRewardGroups = dead / chosen.length;
-    // Prompts whose samples are all wrong, per question type: they get no advantage and so no
-    // repair (the way a shortcut settles in: such inferential prompts rise under GRPO).
-    const acc = names.indexOf('accuracy');
-    if (acc >= 0) {
-      const wrong = new Map<string, [number, number]>();
-      for (let g = 0; g < chosen.length; g++) {
-        const grp = samples.slice(g * G, (g + 1) * G);
-        const qt = String(prompts[grp[0]!.prompt]!.row.row.question_type ?? 'all');
-        const w = wrong.get(qt) ?? [0, 0];
-        w[1]++;
-        if (grp.every((s) => s.rewards[acc] === 0)) w[0]++;
-        wrong.set(qt, w);
-      }
-      for (const [qt, [a, n]] of wrong) meta[`allWrong/${qt}`] = a / n;
-    }
     meta.droppedGroups = dropped;
     // T-GRPO: accuracy on ordered and on shuffled frames, and the share of groups given the bonus.
     if (temporalStats.length) {

@@ -6,11 +6,12 @@
 // every random draw are functions of (seed, step, micro-batch, row), so a checkpoint needs only the
 // weights (f32), the optimizer's moments and step count, and the step number. A run killed at any
 // point (kill -9 included) resumes from its last checkpoint and retraces the same steps.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 
 import { memoryStats, resetPeakMemory } from '../backend.js';
 import { checkBoolean, checkInteger, checkNumber, checkOneOf, checkOptions, typeError } from '../errors.js';
+import { writeJsonAtomic, writeTextAtomic } from '../files.js';
 import type { QwenModel } from '../infer/model.js';
 import { readSafetensors } from '../model/safetensors.js';
 import { saveCheckpoint, writeFolderAtomic } from '../model/save.js';
@@ -107,11 +108,6 @@ export function latestCheckpoint(out: string): { dir: string; step: number } | u
   return best;
 }
 
-function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
-  renameSync(tmp, file);
-}
 
 /** Loads the trainable parameters saved in a checkpoint (f32, by name) into the model. */
 function loadParameters(model: QwenModel, dir: string): void {
@@ -184,7 +180,7 @@ export async function trainLoop(model: QwenModel, task: TrainTask, opts: LoopOpt
       if (!l.trim()) return false;
       try { return (JSON.parse(l) as { step: number }).step <= start; } catch { return false; }
     });
-    writeFileSync(metricsFile, keep.map((l) => l + '\n').join(''));
+    writeTextAtomic(metricsFile, keep.map((l) => l + '\n').join(''));
   }
 
   const checkpoint = (step: number) => {
