@@ -9,7 +9,7 @@ import { scoreItem, summarize, type EvalItem, type EvalReport } from '../data/ev
 import type { QwenModel } from '../infer/model.js';
 import { rollout } from '../infer/rollout.js';
 import type { VideoOptions } from '../inputs/processor.js';
-import { PromptCache } from './examples.js';
+import { PromptCache, rolloutPrompt } from './examples.js';
 
 export interface BatchEvalOptions {
   /** Question files. */
@@ -53,11 +53,7 @@ export async function evaluateBatched(model: QwenModel, opts: BatchEvalOptions):
     const cache = new PromptCache(model, part, opts.videoOptions ? { videoOptions: opts.videoOptions } : {});
     try {
       const prompts = await cache.get(part.map((_, i) => i), opts.signal);
-      const outs = await rollout(model, prompts.map((p, i) => ({
-        inputIds: p.ids, key: b + i,
-        ...(p.pixelValuesVideos ? { pixelValuesVideos: p.pixelValuesVideos, videoGridThw: p.videoGridThw!, secondPerGridTs: p.secondPerGridTs! } : {}),
-        ...(p.pixelValues ? { pixelValues: p.pixelValues, imageGridThw: p.imageGridThw! } : {}),
-      })), { n, maxNewTokens, temperature, topP: 1, topK: 0, seed, stop, ...(opts.signal ? { signal: opts.signal } : {}) });
+      const outs = await rollout(model, prompts.map((p, i) => rolloutPrompt(p, b + i)), { n, maxNewTokens, temperature, topP: 1, topK: 0, seed, stop, ...(opts.signal ? { signal: opts.signal } : {}) });
       part.forEach((r, i) => items.push(scoreItem(r, outs[i]!.map((s) => model.tokenizer!.decode(s.tokens)))));
     } finally { cache.dispose(); }
   }

@@ -8,6 +8,7 @@ import { sceneSpec } from '../data/evaluate.js';
 import { buildPrompt } from '../data/prompt.js';
 import type { LoadedRow } from '../data/dataset.js';
 import type { QwenModel } from '../infer/model.js';
+import type { RolloutPrompt } from '../infer/rollout.js';
 import { preparePrompt } from '../inputs/prompt.js';
 import type { VideoOptions } from '../inputs/processor.js';
 import { VIDEOTHINKER_VIDEO_OPTIONS } from '../inputs/video.js';
@@ -212,6 +213,14 @@ function refsFor(uses: Prompt[], distinct: Prompt[], grids: (p: Prompt) => GridT
   const out: number[] = [];
   for (const p of uses) for (let j = 0; j < grids(p).length; j++) out.push(first.get(p)! + j);
   return Int32Array.from(out);
+}
+
+/** A prepared prompt as the rollout engine takes it (`key` picks its sampling streams). */
+export function rolloutPrompt(p: Prompt, key: number): RolloutPrompt {
+  const r: RolloutPrompt = { inputIds: p.ids, key };
+  if (p.pixelValuesVideos) { r.pixelValuesVideos = p.pixelValuesVideos; r.videoGridThw = p.videoGridThw!; r.secondPerGridTs = p.secondPerGridTs!; }
+  if (p.pixelValues) { r.pixelValues = p.pixelValues; r.imageGridThw = p.imageGridThw!; }
+  return r;
 }
 
 /** The media fields of a batch as forward() inputs (pixels, grids, seconds, shared-media refs). */

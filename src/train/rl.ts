@@ -17,13 +17,13 @@ import { hash32, Rng } from '../data/random.js';
 import type { LoadedRow } from '../data/dataset.js';
 import { loadModel } from '../infer/load.js';
 import type { QwenModel } from '../infer/model.js';
-import { rollout, type RolloutPrompt } from '../infer/rollout.js';
+import { rollout } from '../infer/rollout.js';
 import { cdpoLoss, linearCdpo, type CdpoLossType, type AdvantageScale, type ImportanceSampling } from '../kernels/cdpo.js';
 import { linearLogprobs, linearLogprobsBackward } from '../kernels/gather.js';
 import * as ops from '../model/ops.js';
 import type { TrainOptions } from '../model/qwen.js';
 import { Tensor } from '../tensor.js';
-import { collate, mediaInputs, PromptCache, type Prompt } from './examples.js';
+import { collate, mediaInputs, PromptCache, rolloutPrompt, type Prompt } from './examples.js';
 import { gatherRows, scatterRows, scoredTokens } from './logprobs.js';
 import { evalReward, rewardName, type Reward } from './rewards.js';
 import { loadRows, trainConfig, type DataOptions } from './sft.js';
@@ -151,12 +151,6 @@ function shuffleFrames(p: Prompt, rng: Rng): Prompt {
   return { ...p, pixelValuesVideos: out };
 }
 
-function asRollout(p: Prompt, key: number): RolloutPrompt {
-  const r: RolloutPrompt = { inputIds: p.ids, key };
-  if (p.pixelValuesVideos) { r.pixelValuesVideos = p.pixelValuesVideos; r.videoGridThw = p.videoGridThw!; r.secondPerGridTs = p.secondPerGridTs!; }
-  if (p.pixelValues) { r.pixelValues = p.pixelValues; r.imageGridThw = p.imageGridThw!; }
-  return r;
-}
 
 async function openModel(m: string | QwenModel, what: string, train?: TrainOptions): Promise<{ model: QwenModel; own: boolean }> {
   if (typeof m === 'string') {
@@ -319,13 +313,13 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
       drawn += want;
       const prompts = await cache.get(idx, o.signal);
       const keys = idx.map((_, j) => hash32(seed, gen, drawn - want + j));
-      const outs = await rollout(model, prompts.map((p, j) => asRollout(p, keys[j]!)), { n: G, maxNewTokens: maxLen, temperature, topP, topK, seed, stop, entropy: true, ...(o.signal ? { signal: o.signal } : {}) });
+      const outs = await rollout(model, prompts.map((p, j) => rolloutPrompt(p, keys[j]!)), { n: G, maxNewTokens: maxLen, temperature, topP, topK, seed, stop, entropy: true, ...(o.signal ? { signal: o.signal } : {}) });
       // T-GRPO: G/2 completions on shuffled frames feed p~ only.
       let shuffledAcc: number[] = [];
       if (algorithm === 't-grpo') {
         const half = Math.max(1, Math.floor(G / 2));
         const shuffled = prompts.map((p, j) => shuffleFrames(p, new Rng(hash32(seed, gen, keys[j]!, 0x7))));
-        const so = await rollout(model, shuffled.map((p, j) => asRollout(p, keys[j]! ^ 0x5bd1e995)), { n: half, maxNewTokens: maxLen, temperature, topP, topK, seed, stop, ...(o.signal ? { signal: o.signal } : {}) });
+        const so = await rollout(model, shuffled.map((p, j) => rolloutPrompt(p, keys[j]! ^ 0x5bd1e995)), { n: half, maxNewTokens: maxLen, temperature, topP, topK, seed, stop, ...(o.signal ? { signal: o.signal } : {}) });
         shuffledAcc = await Promise.all(so.map(async (grp, j) => mean(await Promise.all(grp.map(async (s) =>
           (await evalReward('accuracy', tok.decode(s.tokens), prompts[j]!.row.row, { tokens: s.tokens, sample: 0, numGenerations: half, step: gen, finishReason: s.finishReason })) ?? 0)))));
         shuffled.forEach((p, j) => { if (p !== prompts[j]) p.pixelValuesVideos?.dispose(); });
