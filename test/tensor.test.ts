@@ -206,14 +206,20 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 4; i++) { globalThis.gc?.(); await turn(); }
 }
 
-test('results left to the GC in a loop stay bounded: 4 GiB of undisposed 4 MiB results', async () => {
+test('results left to the GC in a loop stay bounded: 4 GiB of undisposed 4 MiB matmul results', async () => {
   // What the GC pattern costs in memory: V8 collects per ~64 MiB of reported bytes, and blocks
-  // recycled from the cache (up to 192 MiB in use) are not reported (native/core/storage.cc).
+  // recycled from the cache (up to 192 MiB in use) are not reported (native/core/storage.cc), so a
+  // loop of results peaks near 192 + 64 MiB plus what is made while V8 marks (6-10 ms of wall time).
+  // The results come from a kernel, as in a user's loop (~1 ms each here): measured peaks 84-284 MiB,
+  // also with both cores busy. A loop of Tensor.empty() alone allocates at ~40 GB/s, and then the
+  // results made during marking alone reach 300 MiB (peaks up to ~550 MiB were seen).
   await settle();
+  using a = Tensor.randn([1024, 64], { seed: 1 });
+  using b = Tensor.randn([64, 1024], { seed: 2 });
   resetPeakMemory();
   const base = memoryStats().liveBytes;
   for (let i = 0; i < 1024; i++) {
-    const t = Tensor.empty([1 << 20]);  // 4 MiB, never disposed
+    const t = matmulSync(a, b);  // 4 MiB, never disposed
     void t;
     await turn();
   }
