@@ -6,7 +6,7 @@
 // call them: results disposed and results left to the GC; onnxruntime likewise.
 import { memoryStats, resetPeakMemory } from '../src/backend.js';
 import { backend } from '../src/backend.js';
-import { gatherLogprobs, gatherLogprobsSync, gatherLogprobsBackwardSync, linearLogprobs, linearLogprobsSync, linearLogprobsBackwardSync } from '../src/kernels/gather.js';
+import { gatherLogprobs, gatherLogprobsSync, gatherLogprobsBackwardSync, linearLogprobs, linearLogprobsSync, linearLogprobsBackwardSync, linearLogprobsWithGradSync } from '../src/kernels/gather.js';
 import { matmulSync } from '../src/kernels/matmul.js';
 import { Tensor } from '../src/tensor.js';
 import { compare, ORT_OPTIONS, ortRows, patternRows, peerByPattern, peerModel, record, time, type Ctx } from './util.js';
@@ -79,13 +79,25 @@ export async function run(ctx: Ctx): Promise<void> {
         const ms = await time(`${fwd} ${impl}`, () => { const r = linearLogprobsSync(h, wt, tg); r.logprobs.dispose(); r.lse.dispose(); }, ctx);
         record(ctx, { suite: 'logprobs', case: fwd, impl, ms, flops: 2 * N * H * V, extraBytes: extra, note: `no [N, V] tensor; ${gemm}; median` });
       }
+      // Forward + backward as a trainer calls it (SFT: dL/dlogp known before the forward), the
+      // head's gradient written over a reused buffer: one pass with an f32 weight (3 GEMM volumes,
+      // the tiles kept in dWeight's rows), the two calls with bf16 (4 volumes).
       const msb = await time(`${both} ${impl}`, () => {
-        const r = linearLogprobsSync(h, wt, tg);
-        const b = linearLogprobsBackwardSync(h, wt, tg, r.lse, dl, { dWeight: dW });
-        r.logprobs.dispose(); r.lse.dispose(); b.dHidden.dispose();
+        const r = linearLogprobsWithGradSync(h, wt, tg, dl, { dWeight: dW, accumulate: false });
+        r.logprobs.dispose(); r.lse.dispose(); r.dHidden.dispose();
       }, ctx, { minIters: 3 });
-      const extrab = extraOf(() => { const r = linearLogprobsSync(h, wt, tg); const b = linearLogprobsBackwardSync(h, wt, tg, r.lse, dl, { dWeight: dW }); return [r.logprobs, r.lse, b.dHidden]; });
-      record(ctx, { suite: 'logprobs', case: both, impl, ms: msb, flops: 8 * N * H * V, extraBytes: extrab, note: 'backward recomputes the logits tiles (2+6 NHV)' });
+      const extrab = extraOf(() => { const r = linearLogprobsWithGradSync(h, wt, tg, dl, { dWeight: dW, accumulate: false }); return [r.logprobs, r.lse, r.dHidden]; });
+      const onePass = wt.dtype === 'f32';
+      record(ctx, { suite: 'logprobs', case: both, impl, ms: msb, flops: (onePass ? 6 : 8) * N * H * V, extraBytes: extrab,
+        note: onePass ? 'linearLogprobsWithGrad: one pass, logits tiles kept in dWeight (6 NHV)' : 'two calls: the backward recomputes the logits (8 NHV)' });
+      if (onePass) {
+        const ms2 = await time(`${both} two calls`, () => {
+          const r = linearLogprobsSync(h, wt, tg);
+          const b = linearLogprobsBackwardSync(h, wt, tg, r.lse, dl, { dWeight: dW, accumulate: false });
+          r.logprobs.dispose(); r.lse.dispose(); b.dHidden.dispose();
+        }, ctx, { minIters: 3 });
+        record(ctx, { suite: 'logprobs', case: both, impl: 'two calls', ms: ms2, flops: 8 * N * H * V, extraBytes: extrab, note: 'linearLogprobs + linearLogprobsBackward: recomputes the logits (8 NHV)' });
+      }
     }
     // Naive: the unfused sequence of our own kernels, holding the [N, V] logits.
     const logits = Tensor.empty([N, V]);

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { backend, memoryStats, resetPeakMemory } from '../src/backend.js';
-import { linearLogprobs, linearLogprobsBackward } from '../src/kernels/gather.js';
+import { linearLogprobsWithGrad } from '../src/kernels/gather.js';
 import { AdamW, QwenModel, groupAdvantagesSync, linearCdpo, parameterShapes, rollout, type QwenConfig, type TrainOptions } from '../src/index.js';
 import { collate, type Prompt } from '../src/train/examples.js';
 import { gatherRows, scatterRows, scoredTokens } from '../src/train/logprobs.js';
@@ -46,10 +46,12 @@ async function step(model: QwenModel, ids: Tensor, targets: Int32Array, T: numbe
   const out = await model.forward({ inputIds: ids, logits: 'none', grad: true });
   const t1 = now();
   const hidden = out.hidden.reshape([T, model.config.hiddenSize]);
-  const lp = await linearLogprobs(hidden, model.lmHead, targets);
+  // As the SFT trainer does: one pass for the head's forward and backward, its gradient written
+  // (the first micro-batch of a step).
   const dLogprobs = Tensor.from(new Float32Array(T).fill(-1 / T));
   const head = model.lmHeadGrad;
-  const g = await linearLogprobsBackward(hidden, model.lmHead, targets, lp.lse, dLogprobs, head ? { dWeight: head } : { weightGrad: false });
+  const g = await linearLogprobsWithGrad(hidden, model.lmHead, targets, dLogprobs, head ? { dWeight: head, accumulate: false } : { weightGrad: false });
+  const lp = g;
   const t2 = now();
   await model.backward(out, { dHidden: g.dHidden.reshape(out.hidden.shape) });
   const t3 = now();

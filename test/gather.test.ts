@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 
 import { memoryStats, resetPeakMemory, setSimdLevel, backend } from '../src/backend.js';
 import { gatherLogprobs, gatherLogprobsSync, gatherLogprobsBackwardSync, linearLogprobs, linearLogprobsSync,
-  linearLogprobsBackward, linearLogprobsBackwardSync } from '../src/kernels/gather.js';
+  linearLogprobsBackward, linearLogprobsBackwardSync, linearLogprobsWithGrad, linearLogprobsWithGradSync } from '../src/kernels/gather.js';
 import { Tensor } from '../src/tensor.js';
 import { assertRel, randomF32, rng, throwsLike, rejectsLike } from './helpers.js';
 
@@ -249,6 +249,85 @@ test('linearLogprobsBackward matches float64 (dHidden, dWeight, dBias), accumula
     assertRel(acc.data, want.dw, 1e-4, `${level} overwritten dWeight`);
     assert.throws(() => linearLogprobsBackwardSync(ht, wt, c.tg, f.lse, gt, { dWeight: acc, accumulate: 'no' as unknown as boolean }), /boolean for options.accumulate but received 'no'/);
   });
+});
+
+test('linearLogprobsWithGrad (forward and backward in one pass) matches float64: in place in dWeight, tiles kept and recomputed, frozen head, accumulation', () => {
+  // [N, H, V]: N <= H (the logits tiles live in dWeight's rows) and N > H (token blocks, a tile cache).
+  for (const [N, H, V, T] of [[20, 24, 600, 0.9], [300, 24, 600, 1.1], [1, 8, 5, 1]] as const) {
+    const c = fusedCase(N, H, V, 50 + N, false);
+    const g = randomF32(N, 51 + N);
+    const z = refLogits(c.h, c.w, null, N, H, V);
+    const ref = refFromLogits(z, N, V, c.tg, T);
+    const want = fusedGradRef(c.h, c.w, null, c.tg, g, N, H, V, T);
+    atLevels((level) => {
+      using ht = Tensor.from(c.h, [N, H]);
+      using wt = Tensor.from(c.w, [V, H]);
+      using gt = Tensor.from(g);
+      // Default tiles; small tiles with a cache of 0, 2 and all tiles (recomputed, mixed, kept).
+      const knobs = [{}, { _tokenBlock: 7, _vocabChunk: 64, _cacheBytes: 0 }, { _tokenBlock: 7, _vocabChunk: 64, _cacheBytes: 2 * 7 * 64 * 4 },
+        { _tokenBlock: 1000, _vocabChunk: 50, _cacheBytes: 1 << 26 }];
+      for (const k of knobs) {
+        const what = `${level} N ${N} knobs ${JSON.stringify(k)}`;
+        const r = linearLogprobsWithGradSync(ht, wt, c.tg, gt, { temperature: T, ...k } as object);
+        assertRel(r.logprobs.data, ref.logp, 1e-5, `${what} logprobs`);
+        assertRel(r.lse.data, ref.lse, 1e-5, `${what} lse`);
+        assertRel(r.dHidden.data, want.dh, 1e-4, `${what} dHidden`);
+        assertRel(r.dWeight!.data, want.dw, 1e-4, `${what} dWeight`);
+        // Written over a given buffer (NaN: nothing of it may be read), then added to it.
+        using acc = Tensor.from(new Float32Array(V * H).fill(NaN), [V, H]);
+        const r2 = linearLogprobsWithGradSync(ht, wt, c.tg, gt, { temperature: T, dWeight: acc, accumulate: false, ...k } as object);
+        assert.is(r2.dWeight, acc);
+        assertRel(acc.data, want.dw, 1e-4, `${what} overwritten dWeight`);
+        assertRel(r2.dHidden.data, want.dh, 1e-4, `${what} dHidden (dWeight given)`);
+        const r3 = linearLogprobsWithGradSync(ht, wt, c.tg, gt, { temperature: T, dWeight: acc, ...k } as object);
+        assertRel(acc.data, want.dw.map((v) => 2 * v), 1e-4, `${what} accumulated dWeight`);
+        assertRel(r3.logprobs.data, ref.logp, 1e-5, `${what} logprobs (accumulating)`);
+        // A frozen head: no weight gradient, the same dHidden.
+        const r4 = linearLogprobsWithGradSync(ht, wt, c.tg, gt, { temperature: T, weightGrad: false, ...k } as object);
+        assert.is(r4.dWeight, undefined);
+        assertRel(r4.dHidden.data, want.dh, 1e-4, `${what} dHidden (frozen head)`);
+        for (const t of [r.logprobs, r.lse, r.dHidden, r.dWeight!, r2.logprobs, r2.lse, r2.dHidden, r3.logprobs, r3.lse, r3.dHidden, r4.logprobs, r4.lse, r4.dHidden]) t.dispose();
+      }
+    });
+  }
+});
+
+test('linearLogprobsWithGrad: the two-call form where one pass does not apply (bias, bf16 weight) gives the same; async; errors', async () => {
+  const N = 30, H = 16, V = 200, T = 0.8;
+  const c = fusedCase(N, H, V, 61, true);
+  const g = randomF32(N, 62);
+  const want = fusedGradRef(c.h, c.w, c.b, c.tg, g, N, H, V, T);
+  using ht = Tensor.from(c.h, [N, H]);
+  using wt = Tensor.from(c.w, [V, H]);
+  using bt = Tensor.from(c.b!);
+  using gt = Tensor.from(g);
+  const r = linearLogprobsWithGradSync(ht, wt, c.tg, gt, { temperature: T, bias: bt });
+  assertRel(r.dHidden.data, want.dh, 1e-4, 'bias: dHidden');
+  assertRel(r.dWeight!.data, want.dw, 1e-4, 'bias: dWeight');
+  assertRel(r.dBias!.data, want.db, 1e-4, 'bias: dBias');
+  // bf16 weight: the same as the two calls on it.
+  using wb = wt.to('bf16');
+  const f = linearLogprobsSync(ht, wb, c.tg, { temperature: T });
+  const b = linearLogprobsBackwardSync(ht, wb, c.tg, f.lse, gt, { temperature: T });
+  const rb = linearLogprobsWithGradSync(ht, wb, c.tg, gt, { temperature: T });
+  assert.equal(rb.logprobs.toArray(), f.logprobs.toArray());
+  assert.equal(rb.dHidden.toArray(), b.dHidden.toArray());
+  // async: equal to sync, inputs may be disposed while it runs.
+  const c2 = fusedCase(N, H, V, 63, false);
+  const h2 = Tensor.from(c2.h, [N, H]), w2 = Tensor.from(c2.w, [V, H]), g2 = Tensor.from(g);
+  const s = linearLogprobsWithGradSync(h2, w2, c2.tg, g2);
+  const p = linearLogprobsWithGrad(h2, w2, c2.tg, g2);
+  h2.dispose(); w2.dispose(); g2.dispose();
+  const a = await p;
+  assert.equal(a.logprobs.toArray(), s.logprobs.toArray());
+  assert.equal(a.dHidden.toArray(), s.dHidden.toArray());
+  assert.equal(a.dWeight!.toArray(), s.dWeight!.toArray());
+  // Errors name the argument; a dWeight that is the weight itself is refused (it is written while read).
+  throwsLike(() => linearLogprobsWithGradSync(ht, wt, c.tg, Tensor.from(new Float32Array(N - 1))), RangeError, /dLogprobs/);
+  throwsLike(() => linearLogprobsWithGradSync(ht, wt, c.tg, gt, { dWeight: wt }), RangeError, /dWeight/);
+  throwsLike(() => linearLogprobsWithGradSync(ht, wt, c.tg, gt, { dWeight: Tensor.zeros([V, H + 1]) }), RangeError, /dWeight of shape \[200, 16\]/);
+  throwsLike(() => linearLogprobsWithGradSync(ht, wt, new Int32Array(N).fill(V), gt), RangeError, /targets/);
+  await rejectsLike(linearLogprobsWithGrad(ht, wt, c.tg, gt, { weightGrad: false, dWeight: Tensor.zeros([V, H]) }), TypeError, /weightGrad/);
 });
 
 test('finite differences of linearLogprobs agree with its backward (hidden and weight)', () => {

@@ -13,6 +13,7 @@
 #include "napi_util.h"
 #include "owned_copy.h"
 #include "../core/cuda_api.h"
+#include "../kernels/cdpo/cdpo_linear.h"
 #include "../kernels/logprobs/logprobs.h"
 
 namespace vt {
@@ -258,11 +259,82 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
       });
 }
 
+// linearLogprobsWithGrad(hidden, weight, targets, null, temperature, dLogprobs, dWeight|null|false, async,
+//   accumulate, opts) -> { logp, lse, dHidden, dWeight (when made here) }: forward and backward in
+// one pass for a dL/dlogp known before the forward (fused_head_cpu; CPU, f32 weight: the
+// TypeScript layer calls the two-call form otherwise).
+Napi::Value LinearLogprobsWithGrad(const Napi::CallbackInfo& info) {
+  LinearInputs in = linear_inputs(info);  // info[3] bias is not taken: pass null
+  if (in.bias) throw_type("linearLogprobsWithGrad takes no bias");
+  if (in.device >= 0) throw_type("linearLogprobsWithGrad runs on the CPU");
+  if (in.weight.dtype != DType::F32) throw_type("Expected weight of dtype f32");
+  require_contiguous(in.hidden);
+  require_contiguous(in.weight);
+  const int64_t N = in.args.N, H = in.args.H, V = in.args.V;
+  TensorArg dl = vec(info[5], "dLogprobs", DType::F32, N, -1);
+  const bool async = opt_bool(info[7], false);
+  StoragePtr dw;
+  bool given = false;
+  float* pdw = nullptr;
+  const bool skip = info[6].IsBoolean() && !info[6].As<Napi::Boolean>().Value();  // false: no weight gradient
+  if (!skip && !info[6].IsNull() && !info[6].IsUndefined()) {
+    TensorArg g = mat(info[6], "dWeight", {DType::F32}, "[V, H]");
+    if (g.shape[0] != V || g.shape[1] != H)
+      throw_range("Expected dWeight of shape [" + std::to_string(V) + ", " + std::to_string(H) + "] but received " + g.shape_str());
+    if (g.storage->device != -1) throw_type("Expected dWeight on the CPU");
+    dw = g.storage;
+    pdw = g.ptr<float>();
+    given = true;
+  } else if (!skip) {
+    dw = storage_alloc(size_t(V) * size_t(H) * 4, -1);
+    pdw = static_cast<float*>(dw->data);
+  }
+  FusedHeadArgs a;
+  a.hidden = in.args.hidden;
+  a.weight = static_cast<const float*>(in.args.weight);
+  a.targets = in.args.tgt;
+  a.N = N;
+  a.H = H;
+  a.V = V;
+  a.temperature = in.args.temperature;
+  a.accumulate = given && opt_bool(info[8], true);
+  if (info[9].IsObject()) {
+    Napi::Object o = info[9].As<Napi::Object>();
+    auto knob = [&](const char* key, int64_t& field, double lo) {
+      Napi::Value v = o.Get(key);
+      if (v.IsNumber() && v.As<Napi::Number>().DoubleValue() >= lo) field = int64_t(v.As<Napi::Number>().DoubleValue());
+    };
+    knob("cacheBytes", a.cache_bytes, 0);
+    knob("tokenBlock", a.token_block, 1);
+    knob("vocabChunk", a.vocab_chunk, 1);
+  }
+  StoragePtr dh = storage_alloc(size_t(std::max<int64_t>(N * H, 1)) * 4, -1);
+  StoragePtr lp = storage_alloc(size_t(std::max<int64_t>(N, 1)) * 4, -1), ls = storage_alloc(size_t(std::max<int64_t>(N, 1)) * 4, -1);
+  auto keep = std::make_shared<LinearInputs>(in);
+  StoragePtr k1 = dl.storage;
+  const float* pd = dl.ptr<float>();
+  return run_job(
+      info.Env(), async,
+      [=] {
+        (void)keep, (void)k1;
+        ScratchBuffer<float> dlogp{size_t(std::max<int64_t>(N, 1))};
+        fused_head_cpu(a, static_cast<float*>(dh->data), pdw, static_cast<float*>(lp->data), static_cast<float*>(ls->data), dlogp.data(),
+                       false, nullptr, [&](int64_t b, int64_t e, const float*, float* d) { std::copy(pd + b, pd + e, d); });
+      },
+      [=](Napi::Env env) -> Napi::Value {
+        Napi::Object o = forward_result(env, lp, ls, nullptr).As<Napi::Object>();
+        o.Set("dHidden", wrap_storage(env, dh));
+        if (!given && dw) o.Set("dWeight", wrap_storage(env, dw));
+        return o;
+      });
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gatherLogprobs", fn(env, "gatherLogprobs", GatherLogprobs));
   exports.Set("gatherLogprobsBackward", fn(env, "gatherLogprobsBackward", GatherLogprobsBackward));
   exports.Set("linearLogprobs", fn(env, "linearLogprobs", LinearLogprobs));
   exports.Set("linearLogprobsBackward", fn(env, "linearLogprobsBackward", LinearLogprobsBackward));
+  exports.Set("linearLogprobsWithGrad", fn(env, "linearLogprobsWithGrad", LinearLogprobsWithGrad));
 }
 
 Register reg(&Init);

@@ -7,6 +7,7 @@ import { checkNoOverlap } from './overlap.js';
 
 type Handles = { logprobs: StorageHandle; lse: StorageHandle; entropy?: StorageHandle };
 type BwdHandles = { dHidden: StorageHandle; dWeight?: StorageHandle; dBias?: StorageHandle };
+type WithGradHandles = Handles & BwdHandles;
 
 declare module '../native.js' {
   interface Binding {
@@ -17,6 +18,8 @@ declare module '../native.js' {
       entropy: boolean, async: boolean, tileTokens?: number, tileVocab?: number): Handles | Promise<Handles>;
     linearLogprobsBackward(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: TensorDesc | null, temperature: number,
       lse: TensorDesc, dLogprobs: TensorDesc, dWeight: TensorDesc | null | false, async: boolean, tileTokens: number | undefined, tileVocab: number | undefined, accumulate: boolean): BwdHandles | Promise<BwdHandles>;
+    linearLogprobsWithGrad(hidden: TensorDesc, weight: TensorDesc, targets: TensorDesc, bias: null, temperature: number, dLogprobs: TensorDesc,
+      dWeight: TensorDesc | null | false, async: boolean, accumulate: boolean, knobs: { tokenBlock?: number; vocabChunk?: number; cacheBytes?: number }): WithGradHandles | Promise<WithGradHandles>;
   }
 }
 
@@ -220,8 +223,8 @@ function prepLinearBwd(hidden: unknown, weight: unknown, targets: unknown, lse: 
   const o = checkOptions('options', opts);
   const p = prepLinear(hidden, weight, targets, o);
   try {
-    const l = vec('lse', lse, p.n, p.h.device);
     const d = vec('dLogprobs', dLogprobs, p.n, p.h.device);
+    const l = lse === null ? d : vec('lse', lse, p.n, p.h.device);  // null: made by the call (linearLogprobsWithGrad)
     let dW: Tensor | undefined;
     if (o.dWeight !== undefined) {
       dW = contiguous2d('dWeight', o.dWeight, ['f32'], '[V, H]');
@@ -230,6 +233,11 @@ function prepLinearBwd(hidden: unknown, weight: unknown, targets: unknown, lse: 
     const accumulate = o.accumulate === undefined ? true : checkBoolean('options.accumulate', o.accumulate);
     const weightGrad = o.weightGrad === undefined ? true : checkBoolean('options.weightGrad', o.weightGrad);
     if (!weightGrad && dW) throw new TypeError('Expected no dWeight with weightGrad: false');
+    if (dW) {
+      // The kernels write dWeight while they read these.
+      checkNoOverlap('dWeight', dW, 'weight', p.w);
+      checkNoOverlap('dWeight', dW, 'hidden', p.h);
+    }
     return { ...p, l, d, dW, accumulate, weightGrad };
   } catch (e) {
     if (p.tg.owned) p.tg.tensor.dispose();
@@ -259,4 +267,84 @@ export async function linearLogprobsBackward(hidden: Tensor, weight: Tensor, tar
 export function linearLogprobsBackwardSync(hidden: Tensor, weight: Tensor, targets: Targets, lse: Tensor, dLogprobs: Tensor, opts?: LinearBackwardOptions): LinearBackwardResult {
   const p = prepLinearBwd(hidden, weight, targets, lse, dLogprobs, opts);
   return wrapBwd(settleSync(p.tg, () => native.linearLogprobsBackward(p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), p.bias?._desc('bias') ?? null, p.temperature, p.l._desc('lse'), p.d._desc('dLogprobs'), (p.weightGrad ? p.dW?._desc('dWeight') ?? null : false), false, ...p.tile, p.accumulate) as BwdHandles), p);
+}
+
+// ---- forward and backward in one call ----
+
+export interface LinearWithGradResult extends LogprobsResult, LinearBackwardResult {}
+
+function prepWithGrad(hidden: unknown, weight: unknown, targets: unknown, dLogprobs: unknown, opts: LinearBackwardOptions | undefined) {
+  const o = checkOptions('options', opts);
+  const p = prepLinearBwd(hidden, weight, targets, null, dLogprobs, o);
+  const knobs = (o as { _tokenBlock?: unknown; _vocabChunk?: unknown; _cacheBytes?: unknown });
+  const k: { tokenBlock?: number; vocabChunk?: number; cacheBytes?: number } = {};
+  try {
+    if (knobs._tokenBlock !== undefined) k.tokenBlock = checkInteger('_tokenBlock', knobs._tokenBlock, 1);
+    if (knobs._vocabChunk !== undefined) k.vocabChunk = checkInteger('_vocabChunk', knobs._vocabChunk, 1);
+    if (knobs._cacheBytes !== undefined) k.cacheBytes = checkInteger('_cacheBytes', knobs._cacheBytes, 0);
+  } catch (e) {
+    if (p.tg.owned) p.tg.tensor.dispose();
+    throw e;
+  }
+  // One pass on the CPU with an f32 weight and no bias; otherwise the two calls.
+  const fused = p.h.device === 'cpu' && p.w.dtype === 'f32' && !p.bias;
+  return { ...p, knobs: k, fused };
+}
+
+function wrapWithGrad(r: WithGradHandles, p: ReturnType<typeof prepWithGrad>): LinearWithGradResult {
+  return { ...wrapResult(r, p.n), ...wrapBwd(r, p) };
+}
+
+function withGradArgs(p: ReturnType<typeof prepWithGrad>, async: boolean) {
+  return [p.h._desc('hidden'), p.w._desc('weight'), p.tg.tensor._desc('targets'), null, p.temperature, p.d._desc('dLogprobs'),
+    (p.weightGrad ? p.dW?._desc('dWeight') ?? null : false), async, p.accumulate, p.knobs] as const;
+}
+
+function bwdOptions(p: ReturnType<typeof prepWithGrad>): LinearBackwardOptions {
+  const o: LinearBackwardOptions = { temperature: p.temperature, accumulate: p.accumulate, weightGrad: p.weightGrad };
+  if (p.bias) o.bias = p.bias;
+  if (p.dW) o.dWeight = p.dW;
+  if (p.tile[0] !== undefined || p.tile[1] !== undefined) o.tile = { ...(p.tile[0] !== undefined ? { tokens: p.tile[0] } : {}), ...(p.tile[1] !== undefined ? { vocab: p.tile[1] } : {}) };
+  return o;
+}
+
+/**
+ * The LM head's forward and backward in one call, for a loss whose gradient in the log-probs is
+ * known before the forward (cross-entropy, as in SFT: dLogprobs = -1/N per scored token): returns
+ * linearLogprobs()'s logprobs and lse with linearLogprobsBackward()'s dHidden and dWeight, with
+ * the same options. On the CPU with an f32 weight and no bias it is one pass: the backward starts
+ * from the forward's logits tiles, kept (when dWeight is written, not added to, and N <= H) in the
+ * rows of dWeight that the backward then overwrites, so no logits tile is computed twice (3 GEMM
+ * volumes against the two calls' 4) and nothing [N, V] exists. Elsewhere it makes the two calls.
+ */
+export async function linearLogprobsWithGrad(hidden: Tensor, weight: Tensor, targets: Targets, dLogprobs: Tensor, opts?: LinearBackwardOptions): Promise<LinearWithGradResult> {
+  const p = prepWithGrad(hidden, weight, targets, dLogprobs, opts);
+  if (!p.fused) {
+    if (p.tg.owned) p.tg.tensor.dispose();
+    const f = await linearLogprobs(p.h, p.w, targets, { temperature: p.temperature, ...(p.bias ? { bias: p.bias } : {}) });
+    try {
+      return { ...f, ...(await linearLogprobsBackward(p.h, p.w, targets, f.lse, p.d, bwdOptions(p))) };
+    } catch (e) {
+      f.logprobs.dispose(); f.lse.dispose();
+      throw e;
+    }
+  }
+  const r = await settle(p.tg, () => native.linearLogprobsWithGrad(...withGradArgs(p, true)));
+  return wrapWithGrad(r, p);
+}
+
+/** The synchronous form of linearLogprobsWithGrad(). */
+export function linearLogprobsWithGradSync(hidden: Tensor, weight: Tensor, targets: Targets, dLogprobs: Tensor, opts?: LinearBackwardOptions): LinearWithGradResult {
+  const p = prepWithGrad(hidden, weight, targets, dLogprobs, opts);
+  if (!p.fused) {
+    if (p.tg.owned) p.tg.tensor.dispose();
+    const f = linearLogprobsSync(p.h, p.w, targets, { temperature: p.temperature, ...(p.bias ? { bias: p.bias } : {}) });
+    try {
+      return { ...f, ...linearLogprobsBackwardSync(p.h, p.w, targets, f.lse, p.d, bwdOptions(p)) };
+    } catch (e) {
+      f.logprobs.dispose(); f.lse.dispose();
+      throw e;
+    }
+  }
+  return wrapWithGrad(settleSync(p.tg, () => native.linearLogprobsWithGrad(...withGradArgs(p, false)) as WithGradHandles), p);
 }

@@ -8,7 +8,7 @@ import { describeBadRows, readDataset, type BadRow, type LoadedRow } from '../da
 import { loadModel } from '../infer/load.js';
 import type { QwenModel } from '../infer/model.js';
 import type { VideoOptions } from '../inputs/processor.js';
-import { linearLogprobs, linearLogprobsBackward } from '../kernels/gather.js';
+import { linearLogprobsWithGrad } from '../kernels/gather.js';
 import type { TrainOptions } from '../model/qwen.js';
 import { Tensor } from '../tensor.js';
 import { collate, mediaInputs, PromptCache } from './examples.js';
@@ -183,17 +183,18 @@ export async function trainSft(options: SftOptions): Promise<SftResult> {
         });
         const sc = scoredTokens(batch);
         const h = gatherRows(out.hidden, sc.rows);
-        const lp = await linearLogprobs(h, model.lmHead, sc.targets);
         const N = sc.targets.length;
-        let nll = 0;
-        for (const v of lp.logprobs.data as Float32Array) nll -= v;
+        // The cross-entropy's gradient in the log-probs (-1/N per token) is known before the
+        // forward, so the head's forward and backward are one pass (linearLogprobsWithGrad).
         const d = Tensor.from(new Float32Array(N).fill(-1 / (N * micros)));
         const head = model.lmHeadGrad;
         // The first micro-batch of a step writes the head's gradient (cheapest), later ones add.
-        const g = await linearLogprobsBackward(h, model.lmHead, sc.targets, lp.lse, d, head ? { dWeight: head, accumulate: micro > 0 } : { weightGrad: false });
+        const g = await linearLogprobsWithGrad(h, model.lmHead, sc.targets, d, head ? { dWeight: head, accumulate: micro > 0 } : { weightGrad: false });
+        let nll = 0;
+        for (const v of g.logprobs.data as Float32Array) nll -= v;
         const dh = scatterRows(g.dHidden, sc.rows, out.hidden.shape);
         await model.backward(out, { dHidden: dh });
-        for (const t of [h, lp.logprobs, lp.lse, d, g.dHidden, dh]) t.dispose();
+        for (const t of [h, g.logprobs, g.lse, d, g.dHidden, dh]) t.dispose();
         out.dispose();
         batch.dispose();
         return { loss: nll / N, tokens: batch.lengths.reduce((a, b) => a + b, 0) };

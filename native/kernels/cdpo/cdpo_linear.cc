@@ -89,22 +89,19 @@ double cdpo_row_exp_sum(float* z, int64_t n, float m) {
 
 }  // namespace detail
 
-CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const LinearCdpoParams& p) {
-  const CdpoParams& lp = p.loss;
-  const int64_t N = lp.N, H = p.H, V = p.V;
+void fused_head_cpu(const FusedHeadArgs& p, float* d_hidden, float* d_weight, float* logp, float* lse_out, float* dlogp,
+                    bool all_first, const std::function<void(const float*)>& prepare, const HeadGradFn& grad) {
+  const int64_t N = p.N, H = p.H, V = p.V;
   const float invT = 1.0f / p.temperature;
   if (N == 0) {
-    if (!p.accumulate) std::memset(d_weight, 0, size_t(V * H) * sizeof(float));
-    ScratchBuffer<float> none(1);
-    CdpoParams q = lp;
-    q.logp = logp;
-    return cdpo_loss_cpu(none.data(), q);
+    if (d_weight && !p.accumulate) std::memset(d_weight, 0, size_t(V * H) * sizeof(float));
+    return;
   }
   // In place: when d_weight is written, not accumulated, and all tokens fit one block of at most
   // H rows, the logits tile of vocabulary chunk c (nb x n floats) lives in d_weight's own rows
   // [c0, c0 + n) (n x H floats) until the backward overwrites them with that chunk's gradient.
   // Every tile is kept in memory the call must write anyway: 3 GEMM volumes, the fewest.
-  const bool in_place = !p.accumulate && N <= H;
+  const bool in_place = d_weight && !p.accumulate && N <= H;
   const int64_t nb_max = in_place ? N : std::max<int64_t>(1, std::min(p.token_block, N));
   const int64_t vc = std::max<int64_t>(1, std::min(p.vocab_chunk, V));
   const int64_t nchunks = (V + vc - 1) / vc;
@@ -116,16 +113,14 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
   const int64_t first_kept = in_place ? 0 : nchunks - nslots;
   const int64_t nkept = nchunks - first_kept;
   const int64_t nblocks = (N + nb_max - 1) / nb_max;
-  // Sequence level over several token blocks: every log-prob is needed before any gradient, so
-  // all forwards run first (the last block keeps its cache).
-  const bool two_pass = lp.seq_level && nblocks > 1;
+  // Every log-prob before any gradient (linearCdpo at sequence level over several token blocks):
+  // all forwards run first, and the last block keeps its cache.
+  const bool two_pass = all_first && nblocks > 1;
   ScratchBuffer<float> slots{size_t(nslots * tile)};
   ScratchBuffer<float> cmax{size_t(nkept * nb_max)};  // per kept chunk and row: its max
   ScratchBuffer<float> rmax{size_t(nb_max)};
   ScratchBuffer<double> rsum{size_t(nb_max)};
   ScratchBuffer<float> lse{size_t(nb_max)};
-  ScratchBuffer<float> dlogp{size_t(N)};
-  CdpoBlockGrad grad(lp);
 
   // Where chunk c's logits live: its d_weight rows in place, else a slot.
   auto kept_of = [&](int64_t c) -> int64_t { return c - first_kept; };
@@ -161,6 +156,7 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
     }
     for (int64_t r = 0; r < nb; ++r) {
       lse[r] = float(double(rmax[r]) + std::log(rsum[r]));
+      if (lse_out) lse_out[b + r] = lse[r];
       logp[b + r] = float(double(logp[b + r]) - double(rmax[r]) - std::log(rsum[r]));
     }
   };
@@ -190,21 +186,47 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
           if (t >= c0 && t < c0 + n) row[t - c0] += g;
         }
       });
-      sgemm(true, false, n, H, nb, 1.0f, z, n, p.hidden + b * H, H, (first_block && !p.accumulate) ? 0.0f : 1.0f, d_weight + c0 * H, H);
+      if (d_weight)
+        sgemm(true, false, n, H, nb, 1.0f, z, n, p.hidden + b * H, H, (first_block && !p.accumulate) ? 0.0f : 1.0f, d_weight + c0 * H, H);
       sgemm(false, false, nb, H, n, 1.0f, z, n, p.weight + c0 * H, H, k == 0 ? 0.0f : 1.0f, d_hidden + b * H, H);
     }
   };
   if (two_pass) {
     for (int64_t b = 0; b < N; b += nb_max) forward(b, std::min(nb_max, N - b));
-    grad.prepare_sequences(logp);
+    if (prepare) prepare(logp);
   }
   // The two-pass mode walks the blocks backwards: the last block's cache (and lse) is current.
   for (int64_t k = 0; k < nblocks; ++k) {
     const int64_t blk = two_pass ? nblocks - 1 - k : k;
     const int64_t b = blk * nb_max, nb = std::min(nb_max, N - b);
     if (!(two_pass && k == 0)) forward(b, nb);
-    grad(b, b + nb, logp + b, dlogp.data() + b);
+    grad(b, b + nb, logp + b, dlogp + b);
     backward(b, nb, k == 0);
+  }
+}
+
+CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const LinearCdpoParams& p) {
+  const CdpoParams& lp = p.loss;
+  ScratchBuffer<float> dlogp{size_t(std::max<int64_t>(lp.N, 1))};
+  if (lp.N > 0) {
+    FusedHeadArgs a;
+    a.hidden = p.hidden;
+    a.weight = p.weight;
+    a.targets = p.targets;
+    a.N = lp.N;
+    a.H = p.H;
+    a.V = p.V;
+    a.temperature = p.temperature;
+    a.accumulate = p.accumulate;
+    a.token_block = p.token_block;
+    a.vocab_chunk = p.vocab_chunk;
+    a.cache_bytes = p.cache_bytes;
+    CdpoBlockGrad grad(lp);
+    fused_head_cpu(a, d_hidden, d_weight, logp, nullptr, dlogp.data(), lp.seq_level,
+                   [&](const float* all) { grad.prepare_sequences(all); },
+                   [&](int64_t b, int64_t e, const float* l, float* d) { grad(b, e, l, d); });
+  } else if (!p.accumulate) {
+    std::memset(d_weight, 0, size_t(p.V * p.H) * sizeof(float));
   }
   // The loss and metrics of the gathered log-probs: the same math as cdpoLoss on them.
   CdpoParams q = lp;

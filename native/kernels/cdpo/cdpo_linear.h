@@ -14,6 +14,7 @@
 // blocks every forward runs first (prepare_sequences), the last block keeping its cache.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "../../core/storage.h"
 #include "cdpo.h"
@@ -52,6 +53,26 @@ struct LinearCdpoParams {
   int64_t cache_bytes = int64_t(60) << 20;  // 15 tiles of 4 MiB at N 256: 60.0 MiB of workspace in all
   CdpoParams loss;                  // N, B and the loss inputs; loss.logp is not read
 };
+
+// The fused LM-head pass (CPU) behind linearCdpo and linearLogprobsWithGrad: log-probs, then
+// dL/dlogp from them (grad), then dHidden and dWeight, with the tiling described above.
+struct FusedHeadArgs {
+  const float* hidden = nullptr;     // (N, H)
+  const float* weight = nullptr;     // (V, H) f32
+  const int32_t* targets = nullptr;  // (N) in [0, V)
+  int64_t N = 0, H = 0, V = 0;
+  float temperature = 1.0f;
+  bool accumulate = false;           // d_weight += (else =)
+  int64_t token_block = 256, vocab_chunk = 4096;
+  int64_t cache_bytes = int64_t(60) << 20;
+};
+// grad(begin, end, logp, dlogp): writes dL/dlogp of tokens [begin, end) (block-local pointers).
+using HeadGradFn = std::function<void(int64_t, int64_t, const float*, float*)>;
+// Writes d_hidden (N, H), logp (N), dlogp (N), lse (N, when not null) and d_weight (V, H; null:
+// no weight gradient, a frozen head). all_first: every log-prob before any gradient; prepare then
+// sees all N of them.
+void fused_head_cpu(const FusedHeadArgs& a, float* d_hidden, float* d_weight, float* logp, float* lse, float* dlogp,
+                    bool all_first, const std::function<void(const float*)>& prepare, const HeadGradFn& grad);
 
 // Writes d_hidden (N, H), d_weight (V, H), logp (N); returns the loss and metrics.
 CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const LinearCdpoParams& p);
