@@ -1,4 +1,5 @@
 // Tensor: construction, views, copies, casts, disposal, errors.
+import { PerformanceObserver } from 'node:perf_hooks';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -227,6 +228,31 @@ test('results left to the GC in a loop stay bounded: 4 GiB of undisposed 4 MiB m
   assert.ok(peak < 512 * 2 ** 20, `peak native memory ${(peak / 2 ** 20).toFixed(0)} MiB for 4096 MiB of results`);
 });
 
+
+test('long-lived recycled tensors do not use up the unreported budget: undisposed results still cost one collection per ~256 MiB', async () => {
+  // 192 MiB of tensors taken from the allocator's cache and kept: they count against the budget of
+  // unreported recycled blocks only until a collection, else every later result would be reported
+  // and V8 would collect per ~64 MiB of them (storage.cc).
+  await settle();
+  const fill = Array.from({ length: 48 }, () => Tensor.empty([1 << 20]));
+  for (const t of fill) t.dispose();
+  const held = Array.from({ length: 48 }, () => Tensor.empty([1 << 20]));  // from the cache
+  Tensor.empty([16]);  // garbage, so that the next collection runs a finalizer
+  await settle();
+  using a = Tensor.randn([1024, 64], { seed: 1 });
+  using b = Tensor.randn([64, 1024], { seed: 2 });
+  let majors = 0;
+  const obs = new PerformanceObserver((l) => { for (const e of l.getEntries()) if (((e as { detail?: { kind?: number } }).detail?.kind ?? 0) & 6) majors++; });
+  obs.observe({ entryTypes: ['gc'] });
+  for (let i = 0; i < 512; i++) {
+    void matmulSync(a, b);  // 4 MiB, never disposed: 2 GiB in all
+    await turn();
+  }
+  await turn();
+  obs.disconnect();
+  for (const t of held) t.dispose();
+  assert.ok(majors <= 14, `${majors} major collections for 2048 MiB of results (one per ~256 MiB: ~8; per ~64 MiB: ~32)`);
+});
 
 test('a typed array from .data stays valid when its tensor is collected (issue 14, item 9)', async () => {
   // The tensor is unreachable at once; only the Float32Array is kept. Collections must not

@@ -81,7 +81,10 @@ class StorageWrap : public Napi::ObjectWrap<StorageWrap> {
   }
   explicit StorageWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StorageWrap>(info) {}
   // The GC finalizer: drops this handle's reference and its report, never detaches (see above).
-  ~StorageWrap() override { drop(false); }
+  ~StorageWrap() override {
+    storage_collection_seen();  // before drop: this storage's own count ends with the period
+    drop(false);
+  }
 
   void attach(Napi::Env env, StoragePtr s) {
     storage_ = std::move(s);

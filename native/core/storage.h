@@ -20,6 +20,7 @@ struct Storage {
   // held, so taking it did not grow the process) and fit the budget of such blocks in use
   // (storage.cc): the addon does not report it to V8 as external memory (napi_util.cc says why).
   bool recycled = false;
+  uint64_t recycled_epoch = 0;  // the collection period it was counted in (storage.cc)
   ~Storage();
   Storage() = default;
   Storage(const Storage&) = delete;
@@ -30,6 +31,9 @@ using StoragePtr = std::shared_ptr<Storage>;
 
 // Throws std::bad_alloc when the memory cannot be had (the addon turns it into a RangeError).
 StoragePtr storage_alloc(size_t bytes, int device = -1);
+// A garbage collection freed handles (the addon's GC finalizer calls it): a new period of the
+// recycled budget starts, and the recycled blocks still alive stop counting against it.
+void storage_collection_seen();
 
 // Host memory accounting: every CPU Storage and every kernel workspace (ScratchBuffer) counts here,
 // so tests can see that dispose frees at once and benchmarks can report a kernel's peak extra
