@@ -260,6 +260,28 @@ test('kill -9 at a random step, resume: the same final weights as an uninterrupt
       '--grad-accum', '2', '--lr', '2e-3', '--schedule', 'cosine', '--warmup-steps', '3', '--save-every', '1', '--save-dtype', 'f32', '--resume', '--quiet'];
     const full = CLI(args('runs/full'), { cwd: dir });
     assert.is(full.status, 0, `the uninterrupted run: ${full.stderr}`);
+    // --resume-from: another run's checkpoint, continued in a new folder, ends where that run ended.
+    const fresh = (out: string) => args(out).filter((x) => x !== '--resume');
+    const kept = readdirSync(path.join(dir, 'runs', 'full')).map((f) => /^checkpoint-(\d+)$/.exec(f)).filter((m) => m !== null).map((m) => Number(m![1])).sort((x, y) => x - y);
+    const from = kept[0]!;
+    assert.ok(from < 24, `the full run keeps a checkpoint before its end: ${kept.join(', ')}`);
+    const br = CLI([...fresh('runs/branch'), '--resume-from', `runs/full/checkpoint-${from}`], { cwd: dir });
+    assert.is(br.status, 0, `resumed from another run's checkpoint: ${br.stderr}`);
+    {
+      const a = readSafetensors(path.join(dir, 'runs', 'full', 'model.safetensors'));
+      const b = readSafetensors(path.join(dir, 'runs', 'branch', 'model.safetensors'));
+      for (const [k, t] of a.tensors) assert.equal(Array.from(f32(b.tensors.get(k)!)), Array.from(f32(t)), `${k}: bitwise equal after --resume-from checkpoint-${from}`);
+      a.dispose(); b.dispose();
+      const n = readFileSync(path.join(dir, 'runs', 'branch', 'metrics.jsonl'), 'utf8').trim().split('\n').length;
+      assert.is(n, 24 - from, `the branch ran steps ${from + 1} to 24 only`);
+    }
+    const bad = CLI([...fresh('runs/bad'), '--resume-from', 'runs/nothing'], { cwd: dir });
+    assert.is.not(bad.status, 0);
+    assert.match(bad.stderr, /Expected resume to be a checkpoint folder .* but received 'runs\/nothing'/);
+    assert.not.ok(existsSync(path.join(dir, 'runs', 'bad', 'metrics.jsonl')), 'nothing trained');
+    const both = CLI([...args('runs/bad'), '--resume-from', 'runs/full'], { cwd: dir });
+    assert.is.not(both.status, 0);
+    assert.match(both.stderr, /--resume or --resume-from DIR, not both/);
     // The interrupted run: killed when its metrics reach a random step, then resumed (twice).
     const kill = async (at: number) => {
       const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'cli', 'index.ts'), ...args('runs/cut')], { cwd: dir, stdio: 'ignore' });

@@ -7,7 +7,7 @@ export const LOOP_FLAGS = {
   lr: { type: 'string' }, schedule: { type: 'string' }, 'warmup-steps': { type: 'string' }, 'min-lr-ratio': { type: 'string' },
   'grad-accum': { type: 'string' }, 'batch-size': { type: 'string' }, 'max-steps': { type: 'string' }, epochs: { type: 'string' },
   'max-grad-norm': { type: 'string' }, 'weight-decay': { type: 'string' }, 'save-every': { type: 'string' }, 'keep-last': { type: 'string' },
-  'save-dtype': { type: 'string' }, resume: { type: 'boolean' }, seed: { type: 'string' }, 'lora-rank': { type: 'string' },
+  'save-dtype': { type: 'string' }, resume: { type: 'boolean' }, 'resume-from': { type: 'string' }, seed: { type: 'string' }, 'lora-rank': { type: 'string' },
   'lora-alpha': { type: 'string' }, 'freeze-vision': { type: 'boolean' }, recompute: { type: 'string' }, 'on-bad-row': { type: 'string' },
   quiet: { type: 'boolean' },
 } as const;
@@ -30,6 +30,7 @@ Parameters:
 Checkpoints:
   --save-every K       a checkpoint every K steps (default: at the end; always on Ctrl-C / SIGTERM)
   --keep-last N        checkpoints kept (default 2)           --resume        continue from the latest checkpoint
+  --resume-from DIR    continue from that checkpoint (or that run folder's latest), writing to --out
   --save-dtype D       the final model's dtype: bf16 (default), f16, f32
   --seed S             data order and sampling (default 0)   --quiet         no progress line`;
 
@@ -46,6 +47,10 @@ export function loopOptions(cmd: string, v: V) {
   set('minLrRatio', num('min-lr-ratio', v['min-lr-ratio'])); set('gradAccum', int('grad-accum', v['grad-accum']));
   set('maxGradNorm', num('max-grad-norm', v['max-grad-norm'])); set('saveEvery', int('save-every', v['save-every']));
   set('keepLast', int('keep-last', v['keep-last'])); set('saveDtype', v['save-dtype']); set('resume', v.resume);
+  if (v['resume-from'] !== undefined) {
+    if (v.resume) throw new UsageError('give --resume or --resume-from DIR, not both', cmd);
+    o.resume = v['resume-from'];
+  }
   if (v['weight-decay'] !== undefined) o.adamw = { weightDecay: num('weight-decay', v['weight-decay'])! };
   if (v.quiet) o.progress = false;
   const d: Record<string, unknown> = { model: v.model, data: v.data };

@@ -37,8 +37,12 @@ export interface LoopOptions {
   saveEvery?: number;
   /** Checkpoints kept (default 2; older ones are deleted). */
   keepLast?: number;
-  /** Continue from the latest checkpoint in `out` when there is one (default false: start anew). */
-  resume?: boolean;
+  /**
+   * Continue from a checkpoint (default false: start anew). true: the latest in `out`, when there
+   * is one. A path: that checkpoint folder (a `checkpoint-<step>` with its trainer_state.json), or
+   * the latest checkpoint of that run folder; it must exist. The run goes on in `out` either way.
+   */
+  resume?: boolean | string;
   /** dtype of the final model's weights (default 'bf16'; checkpoints are always f32). */
   saveDtype?: 'bf16' | 'f16' | 'f32';
   /** Progress line on stderr: 'auto' (a redrawn line on a TTY, plain lines otherwise), true, false. Default 'auto'. */
@@ -109,6 +113,20 @@ export function latestCheckpoint(out: string): { dir: string; step: number } | u
 }
 
 
+/** A checkpoint folder given by path, or the latest one in a run folder; a RangeError if neither. */
+function checkpointAt(p: string): { dir: string; step: number } {
+  const state = path.join(p, 'trainer_state.json');
+  if (p !== '' && existsSync(state)) {
+    let step: unknown;
+    try { step = (JSON.parse(readFileSync(state, 'utf8')) as { step?: unknown }).step; } catch { step = undefined; }
+    if (!Number.isInteger(step) || (step as number) < 0) throw new RangeError(`Expected a step in ${state} but it has none (a damaged checkpoint)`);
+    return { dir: p, step: step as number };
+  }
+  const ck = p === '' ? undefined : latestCheckpoint(p);
+  if (!ck) throw new RangeError(`Expected resume to be a checkpoint folder (with trainer_state.json) or a run folder holding one, but received '${p}'`);
+  return ck;
+}
+
 /** Loads the trainable parameters saved in a checkpoint (f32, by name) into the model. */
 function loadParameters(model: QwenModel, dir: string): void {
   const lora = model.trainOptions.lora !== undefined;
@@ -148,7 +166,8 @@ export async function trainLoop(model: QwenModel, task: TrainTask, opts: LoopOpt
   const maxNorm = checkNumber('maxGradNorm', o.maxGradNorm ?? 1, 0, Infinity);
   const saveEvery = checkInteger('saveEvery', o.saveEvery ?? 0, 0);
   const keepLast = checkInteger('keepLast', o.keepLast ?? 2, 1);
-  const resume = o.resume === undefined ? false : checkBoolean('resume', o.resume);
+  const resume = o.resume === undefined ? false : typeof o.resume === 'string' ? o.resume : checkBoolean('resume', o.resume);
+  const from = typeof resume === 'string' ? checkpointAt(resume) : undefined;  // checked before anything is written
   const saveDtype = checkOneOf('saveDtype', o.saveDtype ?? 'bf16', ['bf16', 'f16', 'f32']);
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError('signal', 'an AbortSignal', o.signal);
   if (!model.training) throw new TypeError('Expected a model loaded with { train } (loadModel(dir, { train: true }))');
@@ -161,8 +180,8 @@ export async function trainLoop(model: QwenModel, task: TrainTask, opts: LoopOpt
   const opt = new AdamW(model, { lr: baseLr, ...(o.adamw ?? {}) });
   let start = 0;
   let resumedFrom: number | undefined;
-  if (resume) {
-    const ck = latestCheckpoint(o.out);
+  if (resume !== false) {
+    const ck = from ?? latestCheckpoint(o.out);
     if (ck) {
       loadParameters(model, ck.dir);
       await opt.load(ck.dir);
