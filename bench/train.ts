@@ -51,11 +51,10 @@ async function step(model: QwenModel, ids: Tensor, targets: Int32Array, T: numbe
   const dLogprobs = Tensor.from(new Float32Array(T).fill(-1 / T));
   const head = model.lmHeadGrad;
   const g = await linearLogprobsWithGrad(hidden, model.lmHead, targets, dLogprobs, head ? { dWeight: head, accumulate: false } : { weightGrad: false });
-  const lp = g;
   const t2 = now();
   await model.backward(out, { dHidden: g.dHidden.reshape(out.hidden.shape) });
   const t3 = now();
-  for (const t of [hidden, lp.logprobs, lp.lse, dLogprobs, g.dHidden]) t.dispose();
+  for (const t of [hidden, g.logprobs, g.lse, dLogprobs, g.dHidden]) t.dispose();
   out.dispose();
   return { fwd: t1 - t0, head: t2 - t1, bwd: t3 - t2 };
 }

@@ -56,14 +56,9 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
   // A GPU caches the logits of many more tokens (1 GiB). cacheBytes, tokenBlock and vocabChunk are
   // development knobs of the tests (small tiles cover the tiling logic).
   if (device >= 0) lp->cache_bytes = int64_t(1) << 30;
-  Napi::Object o = info[9].As<Napi::Object>();
-  auto knob = [&](const char* key, int64_t& field, double lo) {
-    Napi::Value v = o.Get(key);
-    if (v.IsNumber() && v.As<Napi::Number>().DoubleValue() >= lo) field = int64_t(v.As<Napi::Number>().DoubleValue());
-  };
-  knob("cacheBytes", lp->cache_bytes, 0);
-  knob("tokenBlock", lp->token_block, 1);
-  knob("vocabChunk", lp->vocab_chunk, 1);
+  opt_knob(info[9], "cacheBytes", lp->cache_bytes, 0);
+  opt_knob(info[9], "tokenBlock", lp->token_block, 1);
+  opt_knob(info[9], "vocabChunk", lp->vocab_chunk, 1);
   StoragePtr dh = storage_alloc(size_t(std::max<int64_t>(N * H, 1)) * sizeof(float), device);
   StoragePtr dw;
   float* dw_ptr = nullptr;

@@ -205,6 +205,31 @@ Napi::Value LinearLogprobs(const Napi::CallbackInfo& info) {
       [=](Napi::Env env) -> Napi::Value { return forward_result(env, lp, ls, en); });
 }
 
+// The weight-gradient argument of the LM-head backward forms: false (a frozen head: none), null or
+// undefined (made here), or a given f32 [V, H] tensor on the device of hidden (added to or written).
+struct WeightGradArg {
+  StoragePtr storage;
+  float* ptr = nullptr;
+  bool given = false;
+};
+WeightGradArg weight_grad_arg(const Napi::Value& v, int64_t V, int64_t H, int device) {
+  WeightGradArg w;
+  if (v.IsBoolean() && !v.As<Napi::Boolean>().Value()) return w;
+  if (!v.IsNull() && !v.IsUndefined()) {
+    TensorArg g = mat(v, "dWeight", {DType::F32}, "[V, H]");
+    if (g.shape[0] != V || g.shape[1] != H)
+      throw_range("Expected dWeight of shape [" + std::to_string(V) + ", " + std::to_string(H) + "] but received " + g.shape_str());
+    if (g.storage->device != device) throw_type("Expected dWeight on the device of hidden");
+    w.storage = g.storage;
+    w.ptr = g.ptr<float>();
+    w.given = true;
+  } else {
+    w.storage = storage_alloc(size_t(V) * size_t(H) * 4, device);
+    w.ptr = static_cast<float*>(w.storage->data);
+  }
+  return w;
+}
+
 Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
   LinearInputs in = linear_inputs(info);  // info[4] is the temperature
   const int64_t N = in.args.N, H = in.args.H, V = in.args.V;
@@ -213,22 +238,10 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
   TensorArg dl = vec(info[6], "dLogprobs", DType::F32, N, device);
   const bool async = opt_bool(info[8], false);
   tile_args(in.args, info[9], info[10]);
-  StoragePtr dw;
-  bool given = false;
-  float* pdw = nullptr;
-  const bool skip = info[7].IsBoolean() && !info[7].As<Napi::Boolean>().Value();  // false: no weight gradient
-  if (!skip && !info[7].IsNull() && !info[7].IsUndefined()) {
-    TensorArg g = mat(info[7], "dWeight", {DType::F32}, "[V, H]");
-    if (g.shape[0] != V || g.shape[1] != H)
-      throw_range("Expected dWeight of shape [" + std::to_string(V) + ", " + std::to_string(H) + "] but received " + g.shape_str());
-    if (g.storage->device != device) throw_type("Expected dWeight on the device of hidden");
-    dw = g.storage;
-    pdw = g.ptr<float>();
-    given = true;
-  } else if (!skip) {
-    dw = storage_alloc(size_t(V) * size_t(H) * 4, device);
-    pdw = static_cast<float*>(dw->data);
-  }
+  const WeightGradArg wg = weight_grad_arg(info[7], V, H, device);
+  const StoragePtr dw = wg.storage;
+  float* pdw = wg.ptr;
+  const bool given = wg.given;
   // a given dWeight is added to unless accumulate (info[11]) is false: then it is overwritten
   const bool accumulate = given && opt_bool(info[11], true);
   StoragePtr dh = storage_alloc(size_t(N) * size_t(H) * 4, device);
@@ -273,22 +286,10 @@ Napi::Value LinearLogprobsWithGrad(const Napi::CallbackInfo& info) {
   const int64_t N = in.args.N, H = in.args.H, V = in.args.V;
   TensorArg dl = vec(info[5], "dLogprobs", DType::F32, N, -1);
   const bool async = opt_bool(info[7], false);
-  StoragePtr dw;
-  bool given = false;
-  float* pdw = nullptr;
-  const bool skip = info[6].IsBoolean() && !info[6].As<Napi::Boolean>().Value();  // false: no weight gradient
-  if (!skip && !info[6].IsNull() && !info[6].IsUndefined()) {
-    TensorArg g = mat(info[6], "dWeight", {DType::F32}, "[V, H]");
-    if (g.shape[0] != V || g.shape[1] != H)
-      throw_range("Expected dWeight of shape [" + std::to_string(V) + ", " + std::to_string(H) + "] but received " + g.shape_str());
-    if (g.storage->device != -1) throw_type("Expected dWeight on the CPU");
-    dw = g.storage;
-    pdw = g.ptr<float>();
-    given = true;
-  } else if (!skip) {
-    dw = storage_alloc(size_t(V) * size_t(H) * 4, -1);
-    pdw = static_cast<float*>(dw->data);
-  }
+  const WeightGradArg wg = weight_grad_arg(info[6], V, H, -1);
+  const StoragePtr dw = wg.storage;
+  float* pdw = wg.ptr;
+  const bool given = wg.given;
   FusedHeadArgs a;
   a.hidden = in.args.hidden;
   a.weight = static_cast<const float*>(in.args.weight);
@@ -298,16 +299,9 @@ Napi::Value LinearLogprobsWithGrad(const Napi::CallbackInfo& info) {
   a.V = V;
   a.temperature = in.args.temperature;
   a.accumulate = given && opt_bool(info[8], true);
-  if (info[9].IsObject()) {
-    Napi::Object o = info[9].As<Napi::Object>();
-    auto knob = [&](const char* key, int64_t& field, double lo) {
-      Napi::Value v = o.Get(key);
-      if (v.IsNumber() && v.As<Napi::Number>().DoubleValue() >= lo) field = int64_t(v.As<Napi::Number>().DoubleValue());
-    };
-    knob("cacheBytes", a.cache_bytes, 0);
-    knob("tokenBlock", a.token_block, 1);
-    knob("vocabChunk", a.vocab_chunk, 1);
-  }
+  opt_knob(info[9], "cacheBytes", a.cache_bytes, 0);
+  opt_knob(info[9], "tokenBlock", a.token_block, 1);
+  opt_knob(info[9], "vocabChunk", a.vocab_chunk, 1);
   StoragePtr dh = storage_alloc(size_t(std::max<int64_t>(N * H, 1)) * 4, -1);
   StoragePtr lp = storage_alloc(size_t(std::max<int64_t>(N, 1)) * 4, -1), ls = storage_alloc(size_t(std::max<int64_t>(N, 1)) * 4, -1);
   auto keep = std::make_shared<LinearInputs>(in);

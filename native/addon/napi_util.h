@@ -85,5 +85,13 @@ Napi::Function fn(Napi::Env env, const char* name, std::function<Napi::Value(con
 
 inline bool opt_bool(const Napi::Value& v, bool dflt) { return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : dflt; }
 
+// opts[key] into field when opts is an object and it holds a number >= lo (else field keeps its
+// default): the fused LM-head pass's development knobs (cacheBytes, tokenBlock, vocabChunk).
+inline void opt_knob(const Napi::Value& opts, const char* key, int64_t& field, double lo) {
+  if (!opts.IsObject()) return;
+  Napi::Value v = opts.As<Napi::Object>().Get(key);
+  if (v.IsNumber() && v.As<Napi::Number>().DoubleValue() >= lo) field = int64_t(v.As<Napi::Number>().DoubleValue());
+}
+
 }  // namespace addon
 }  // namespace vt
