@@ -10,7 +10,7 @@ export type { AttentionOptions, AttentionResult, AttentionGrads } from './kernel
 export { gatherLogprobs, gatherLogprobsSync, gatherLogprobsBackward, gatherLogprobsBackwardSync, linearLogprobs, linearLogprobsSync, linearLogprobsWithGrad, linearLogprobsWithGradSync,
   linearLogprobsBackward, linearLogprobsBackwardSync } from './kernels/gather.js';
 export type { Targets, GatherOptions, GatherBackwardOptions, LogprobsResult, LinearLogprobsOptions, LinearBackwardOptions, LinearWithGradResult,
-  LinearBackwardResult, LinearTile } from './kernels/gather.js';
+  LinearBackwardResult, LinearTile, Precision } from './kernels/gather.js';
 export { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, linearCdpo, linearCdpoSync, type AdvantageScale, type CdpoInputs, type CdpoLossArgs, type CdpoLossResult, type CdpoLossType, type CdpoMetrics, type CdpoOptions, type GroupAdvantagesOptions, type ImportanceSampling, type LinearCdpoArgs, type LinearCdpoResult } from './kernels/cdpo.js';
 export { QwenNetwork, QwenOutputs, DEFAULT_LORA_TARGETS, KVCache, qwenConfigFromHF, canonicalName, parameterShapes, ropeIndex, windowIndex, visionPositions,
   loadCheckpoint, loadCheckpointAsync, readSafetensors, readSafetensorsAsync, writeSafetensors, readCheckpointWeights, readCheckpointWeightsAsync,

@@ -43,7 +43,7 @@ export interface BackendInfo {
   /** Package version compiled into the addon. */
   version: string;
   /** SIMD features of this CPU. */
-  simd: { sse42: boolean; avx: boolean; avx2: boolean; fma: boolean; f16c: boolean; avx512f: boolean; avx512bw: boolean; avx512vl: boolean; avx512dq: boolean };
+  simd: { sse42: boolean; avx: boolean; avx2: boolean; fma: boolean; f16c: boolean; avx512f: boolean; avx512bw: boolean; avx512vl: boolean; avx512dq: boolean; avx512bf16: boolean };
   /** Kernel level in use: 'avx512', 'avx2' (AVX2+FMA+F16C) or 'scalar'; capped by VT_SIMD or setSimdLevel(). */
   kernels: SimdLevel;
   /** The best level this CPU supports. */
@@ -66,6 +66,12 @@ export interface BackendInfo {
     blasCore: string;
     /** OPENBLAS_CORETYPE as the environment set it (OpenBLAS honours it; the package never changes it), or null. */
     openblasCoretype: string | null;
+    /**
+     * What precision 'bf16' (matmul, linearLogprobs and its backward forms) runs: native (true) the
+     * AVX512_BF16 kernels (VDPBF16PS, up to twice the f32 rate) at the avx512 level; otherwise the
+     * f32 GEMM on operands rounded to bf16 (the same products, no faster).
+     */
+    bf16: { native: boolean; reason: string };
   };
   cuda: { compiled: boolean; runtime: string; architectures: number[]; devices: CudaDevice[] };
 }
@@ -98,7 +104,7 @@ export interface Binding {
   fillRandom(t: TensorDesc, kind: 'normal' | 'uniform', seed: number, a: number, b: number): void;
   toDevice(src: TensorDesc, device: number): StorageHandle;
   matmul(a: TensorDesc, b: TensorDesc, out: TensorDesc | null, transA: boolean, transB: boolean,
-    impl: string, async: boolean, alpha: number, beta: number): StorageHandle | undefined | Promise<StorageHandle | undefined>;
+    impl: string, async: boolean, alpha: number, beta: number, precision?: 'f32' | 'bf16'): StorageHandle | undefined | Promise<StorageHandle | undefined>;
 }
 
 function load(): Binding {

@@ -7,7 +7,7 @@ import { memoryStats, resetPeakMemory, setSimdLevel, backend } from '../src/back
 import { gatherLogprobs, gatherLogprobsSync, gatherLogprobsBackwardSync, linearLogprobs, linearLogprobsSync,
   linearLogprobsBackward, linearLogprobsBackwardSync, linearLogprobsWithGrad, linearLogprobsWithGradSync } from '../src/kernels/gather.js';
 import { Tensor } from '../src/tensor.js';
-import { assertRel, randomF32, rng, throwsLike, rejectsLike } from './helpers.js';
+import { assertRel, bf16Round, bf16RoundAll, randomF32, relErr, rng, throwsLike, rejectsLike } from './helpers.js';
 
 type Ref = { logp: Float64Array; lse: Float64Array; ent: Float64Array };
 
@@ -202,6 +202,54 @@ test('linearLogprobs with bf16 and f16 weights matches float64 on the same round
     assertRel(bw.dHidden.data, want.dh, 1e-4, `${dt} dHidden`);
     assertRel(bw.dWeight.data, want.dw, 1e-4, `${dt} dWeight`);
   }
+});
+
+test("precision 'bf16' (the head's GEMMs with bf16 products) matches float64 on the bf16-rounded operands: f32, bf16 and f16 weights, forward and both backward forms", () => {
+  const N = 70, H = 32, V = 777, T = 0.9;
+  const c = fusedCase(N, H, V, 15, false);
+  const g = randomF32(N, 16);
+  const hr = bf16RoundAll(c.h);
+  atLevels((level) => {
+    using ht = Tensor.from(c.h, [N, H]);
+    using gt = Tensor.from(g);
+    for (const dt of ['f32', 'bf16', 'f16'] as const) {
+      using w32 = Tensor.from(c.w, [V, H]);
+      using wt = w32.to(dt);
+      const wr = bf16RoundAll(wt.to('f32').toArray());  // what the products see
+      const z = refLogits(hr, wr, null, N, H, V);
+      const ref = refFromLogits(z, N, V, c.tg, T);
+      // The backward's GEMMs round dZ too: dHidden = bf16(dZ) bf16(W), dWeight = bf16(dZ)^T bf16(h).
+      const dz = refGrad(z, N, V, c.tg, T, ref.lse, g).map(bf16Round);
+      const dh = new Float64Array(N * H), dw = new Float64Array(V * H);
+      for (let r = 0; r < N; r++) for (let v = 0; v < V; v++) {
+        const e = dz[r * V + v]!;
+        for (let k = 0; k < H; k++) { dh[r * H + k] += e * wr[v * H + k]!; dw[v * H + k] += e * hr[r * H + k]!; }
+      }
+      const what = `${level} ${dt} weight`;
+      for (const tile of [undefined, { tokens: 32, vocab: 100 }]) {
+        const f = linearLogprobsSync(ht, wt, c.tg, { temperature: T, precision: 'bf16', tile });
+        assertRel(f.logprobs.data, ref.logp, 1e-5, `${what} logprobs`);
+        assertRel(f.lse.data, ref.lse, 1e-5, `${what} lse`);
+        const b = linearLogprobsBackwardSync(ht, wt, c.tg, f.lse, gt, { temperature: T, precision: 'bf16', tile });
+        assertRel(b.dHidden.data, dh, 1e-4, `${what} dHidden`);
+        assertRel(b.dWeight!.data, dw, 1e-4, `${what} dWeight`);
+        // The same through the one-call form (one pass for f32, the two calls otherwise).
+        const o = linearLogprobsWithGradSync(ht, wt, c.tg, gt, { temperature: T, precision: 'bf16' });
+        assertRel(o.logprobs.data, ref.logp, 1e-5, `${what} logprobs (with grad)`);
+        assertRel(o.dHidden.data, dh, 1e-4, `${what} dHidden (with grad)`);
+        assertRel(o.dWeight!.data, dw, 1e-4, `${what} dWeight (with grad)`);
+        for (const t of [f.logprobs, f.lse, b.dHidden, b.dWeight!, o.logprobs, o.lse, o.dHidden, o.dWeight!]) t.dispose();
+      }
+      if (dt === 'f32') {
+        // The rounding is real: against the f32 head the error is that of bf16 operands.
+        const f = linearLogprobsSync(ht, wt, c.tg, { temperature: T, precision: 'bf16' });
+        const e = relErr(f.logprobs.data, refFromLogits(refLogits(c.h, c.w, null, N, H, V), N, V, c.tg, T).logp);
+        assert.ok(e > 1e-4 && e < 1e-2, `${level} bf16 against the f32 head: relative error ${e}`);
+        f.logprobs.dispose(); f.lse.dispose();
+      }
+    }
+    throwsLike(() => linearLogprobsSync(ht, ht, c.tg, { precision: 'f64' as 'bf16' }), RangeError, /one of 'f32', 'bf16' for precision but received 'f64'/);
+  });
 });
 
 function fusedGradRef(h: Float32Array, w: ArrayLike<number>, b: ArrayLike<number> | null, tg: Int32Array, g: Float32Array, N: number, H: number, V: number, T: number) {

@@ -9,21 +9,14 @@ import * as assert from 'uvu/assert';
 import { compareUint8Arrays } from 'typed-array-utils';
 
 import { backend, setSimdLevel, Tensor } from '../src/index.js';
-import { rng } from './helpers.js';
+import { bitsToF32, f32ToBits, refF32ToBf16, rng, roundHalfEven } from './helpers.js';
 import { noPython, runPython, skip } from './skip.js';
 
 const LEVELS = (['scalar', 'avx2', 'avx512'] as const).filter((l) =>
   l === 'scalar' || (l === 'avx2' && backend().simd.avx2) || (l === 'avx512' && backend().bestKernels === 'avx512'));
 
 // ---- independent float64 references (the rules documented in native/core/half.h) ----
-const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
-const bitsToF32 = (u: number) => { u32[0] = u; return f32[0]!; };
-const f32ToBits = (x: number) => { f32[0] = x; return u32[0]!; };
-
-function roundHalfEven(m: number): number {
-  const f = Math.floor(m), d = m - f;
-  return d > 0.5 ? f + 1 : d < 0.5 ? f : (f % 2 === 0 ? f : f + 1);
-}
+// (bitsToF32, f32ToBits, roundHalfEven and refF32ToBf16 live in helpers.ts: the bf16 GEMM's tests use them too)
 
 /** f16 bits -> f32 bits by arithmetic on the value (NaN payloads kept, not quieted: numpy). */
 function refF16ToF32(h: number): number {
@@ -49,23 +42,6 @@ function refF32ToF16(u: number): number {
   if (e === -14 && r < 1024) return sign | r;  // subnormal (or zero)
   if (e > 15) return sign | 0x7c00;
   return sign | ((e + 15) << 10) | (r - 1024);
-}
-
-/** f32 bits -> bf16 bits, round to nearest even (NaN: 0x7FC0). */
-function refF32ToBf16(u: number): number {
-  const sign = (u >>> 16) & 0x8000, a = u & 0x7fffffff;
-  if (a > 0x7f800000) return 0x7fc0;
-  if (a === 0x7f800000) return sign | 0x7f80;
-  const x = Math.abs(bitsToF32(u));
-  if (x === 0) return sign;
-  let e = Math.max(Math.floor(Math.log2(x)), -126);
-  while (2 ** e > x && e > -126) e--;
-  while (2 ** (e + 1) <= x) e++;
-  let r = roundHalfEven(x / 2 ** (e - 7));
-  if (r === 256) { r = 128; e++; }
-  if (e === -126 && r < 128) return sign | r;
-  if (e > 127) return sign | 0x7f80;
-  return sign | ((e + 127) << 7) | (r - 128);
 }
 
 // ---- inputs ----

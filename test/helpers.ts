@@ -21,6 +21,43 @@ export function randomF32(n: number, seed: number, scale = 1): Float32Array {
   return out;
 }
 
+// ---- bf16 rounding: an independent float64 reference (half.test checks it against PyTorch) ----
+const f32buf = new Float32Array(1), u32buf = new Uint32Array(f32buf.buffer);
+export const bitsToF32 = (u: number): number => { u32buf[0] = u; return f32buf[0]!; };
+export const f32ToBits = (x: number): number => { f32buf[0] = x; return u32buf[0]!; };
+
+export function roundHalfEven(m: number): number {
+  const f = Math.floor(m), d = m - f;
+  return d > 0.5 ? f + 1 : d < 0.5 ? f : (f % 2 === 0 ? f : f + 1);
+}
+
+/** f32 bits -> bf16 bits, round to nearest even (NaN: 0x7FC0). */
+export function refF32ToBf16(u: number): number {
+  const sign = (u >>> 16) & 0x8000, a = u & 0x7fffffff;
+  if (a > 0x7f800000) return 0x7fc0;
+  if (a === 0x7f800000) return sign | 0x7f80;
+  const x = Math.abs(bitsToF32(u));
+  if (x === 0) return sign;
+  let e = Math.max(Math.floor(Math.log2(x)), -126);
+  while (2 ** e > x && e > -126) e--;
+  while (2 ** (e + 1) <= x) e++;
+  let r = roundHalfEven(x / 2 ** (e - 7));
+  if (r === 256) { r = 128; e++; }
+  if (e === -126 && r < 128) return sign | r;
+  if (e > 127) return sign | 0x7f80;
+  return sign | ((e + 127) << 7) | (r - 128);
+}
+
+/** x rounded to the nearest bf16 (ties to even), as a number: what precision 'bf16' multiplies. */
+export function bf16Round(x: number): number {
+  return bitsToF32((refF32ToBf16(f32ToBits(x)) << 16) >>> 0);
+}
+
+/** Every element rounded to bf16 (bf16Round). */
+export function bf16RoundAll(a: ArrayLike<number>): Float64Array {
+  return Float64Array.from(a, bf16Round);
+}
+
 /** max |got - want| / max(max |want|, tiny): the relative error of a whole array. */
 export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
   assert.is(got.length, want.length, 'length');

@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { backend, matmul, matmulSync, setNumThreads, setSimdLevel, Tensor } from '../src/index.js';
-import { assertRel, matmulRef, randomF32, rejectsLike, throwsLike } from './helpers.js';
+import { assertRel, bf16RoundAll, matmulRef, randomF32, rejectsLike, relErr, throwsLike } from './helpers.js';
 
 const LEVELS = (['scalar', 'avx2', 'avx512'] as const).filter((l) =>
   l === 'scalar' || (l === 'avx2' && backend().simd.avx2) || (l === 'avx512' && backend().bestKernels === 'avx512'));
@@ -122,6 +122,61 @@ for (const level of LEVELS) {
     } finally { setSimdLevel(prev); }
   });
 }
+
+// precision 'bf16': the operands rounded to bf16, products summed in f32. At avx512 on a CPU with
+// AVX512_BF16 the VDPBF16PS kernels (native/core/gemm_bf16_avx512.cc) run, elsewhere the f32
+// GEMM on rounded copies; both must equal float64 on the rounded values, with f32 or bf16 inputs,
+// odd K (a pair padded with 0), and M, N, K past the bf16 GEMM's blocks (MC 60, NC 768, KC 2048).
+const BF16_SHAPES: [number, number, number][] = [[1, 1, 1], [13, 35, 301], [12, 32, 16], [25, 47, 33], [61, 800, 40], [70, 50, 2100]];
+for (const level of LEVELS) {
+  test(`[${level}] precision 'bf16' matches float64 on the bf16-rounded operands, f32 and bf16 inputs, all transposes`, () => {
+    const prev = setSimdLevel(level);
+    try {
+      let seed = 900;
+      for (const [M, N, K] of BF16_SHAPES) {
+        for (const ta of [false, true]) for (const tb of [false, true]) {
+          const A = randomF32(M * K, seed++), B = randomF32(K * N, seed++);
+          const want = matmulRef(bf16RoundAll(A), bf16RoundAll(B), M, N, K, ta, tb);
+          using a = Tensor.from(A, ta ? [K, M] : [M, K]);
+          using b = Tensor.from(B, tb ? [N, K] : [K, N]);
+          using a16 = a.to('bf16');
+          using b16 = b.to('bf16');
+          for (const [x, y, what] of [[a, b, 'f32 x f32'], [a16, b, 'bf16 x f32'], [a, b16, 'f32 x bf16'], [a16, b16, 'bf16 x bf16']] as const) {
+            using c = matmulSync(x, y, { transA: ta, transB: tb, precision: 'bf16', alpha: 0.5 });
+            assertRel(c.data, want.map((v) => 0.5 * v), 1e-5, `${what} ${M}x${N}x${K} ta=${ta} tb=${tb}`);
+          }
+        }
+      }
+      // The rounding is real: against the f32 product the error is that of 8-bit operands.
+      const A = randomF32(40 * 64, 1), B = randomF32(64 * 30, 2);
+      using a = Tensor.from(A, [40, 64]);
+      using b = Tensor.from(B, [64, 30]);
+      using c = matmulSync(a, b, { precision: 'bf16' });
+      const e = relErr(c.data, matmulRef(A, B, 40, 30, 64));
+      assert.ok(e > 3e-4 && e < 2e-2, `bf16 against the f32 product: relative error ${e} (expected that of bf16 operands)`);
+    } finally { setSimdLevel(prev); }
+  });
+}
+
+test(`precision 'bf16': backend().gemm.bf16 says which kernels run; into out with beta; async; errors`, async () => {
+  const info = backend();
+  assert.is(info.gemm.bf16.native, info.simd.avx512bf16 && info.kernels === 'avx512', info.gemm.bf16.reason);
+  const M = 33, N = 70, K = 45;
+  const A = randomF32(M * K, 11), B = randomF32(K * N, 12), C0 = randomF32(M * N, 13);
+  const want = matmulRef(bf16RoundAll(A), bf16RoundAll(B), M, N, K).map((v, i) => 2 * v - C0[i]!);
+  using a = Tensor.from(A, [M, K]);
+  using b = Tensor.from(B, [K, N]);
+  using out = Tensor.from(C0, [M, N]);
+  const r = matmulSync(a, b, { precision: 'bf16', out, alpha: 2, beta: -1 });
+  assert.is(r, out);
+  assertRel(out.data, want, 1e-5, 'alpha and beta into out');
+  using c = await matmul(a, b, { precision: 'bf16', impl: 'builtin' });
+  assertRel(c.data, matmulRef(bf16RoundAll(A), bf16RoundAll(B), M, N, K), 1e-5, 'async');
+  throwsLike(() => matmulSync(a, b, { precision: 'fp8' as 'bf16' }), RangeError, /one of 'f32', 'bf16' for precision but received 'fp8'/);
+  throwsLike(() => matmulSync(a, b, { precision: 'bf16', impl: 'naive' }), TypeError, /impl 'auto' or 'builtin' with precision 'bf16' but received 'naive'/);
+  using a16 = a.to('bf16');
+  throwsLike(() => matmulSync(a16, b), TypeError, /dtype f32 for a but received bf16/);
+});
 
 test('backend().gemm reports the OpenBLAS pin as the environment set it, and the package never changes it', () => {
   const g = backend().gemm;

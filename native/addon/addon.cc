@@ -1,6 +1,7 @@
 // Module entry: the Storage class, backend information, threads, then every registered family.
 #include "../core/blas.h"
 #include "../core/gemm.h"
+#include "../core/gemm_bf16.h"
 #include "../core/parallel.h"
 #include "../core/peak.h"
 #include "../core/simd.h"
@@ -37,6 +38,7 @@ static Napi::Value Backend(const Napi::CallbackInfo& info) {
   simd.Set("avx512bw", f.avx512bw);
   simd.Set("avx512vl", f.avx512vl);
   simd.Set("avx512dq", f.avx512dq);
+  simd.Set("avx512bf16", f.avx512bf16);
   o.Set("simd", simd);
   o.Set("kernels", simd_level_name(f.level));
   o.Set("bestKernels", simd_level_name(f.best));
@@ -51,6 +53,14 @@ static Napi::Value Backend(const Napi::CallbackInfo& info) {
   gemm.Set("blasCore", blas_core());
   const char* pin = blas_coretype_env();
   gemm.Set("openblasCoretype", pin ? Napi::Value(Napi::String::New(env, pin)) : env.Null());
+  // precision 'bf16' (gemm_bf16.h): VDPBF16PS kernels or the f32 GEMM on rounded operands.
+  Napi::Object bf = Napi::Object::New(env);
+  const bool native_bf16 = gemm_bf16_native();
+  bf.Set("native", native_bf16);
+  bf.Set("reason", native_bf16 ? "AVX512_BF16: VDPBF16PS kernels, up to twice the f32 rate"
+                   : !f.avx512bf16 ? "this CPU has no AVX512_BF16: the f32 GEMM on operands rounded to bf16 (same products, no faster)"
+                                   : "the SIMD level is below avx512 (VT_SIMD or setSimdLevel): the f32 GEMM on operands rounded to bf16");
+  gemm.Set("bf16", bf);
   o.Set("gemm", gemm);
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("compiled", cuda_compiled());

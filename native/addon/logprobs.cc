@@ -2,9 +2,12 @@
 // (src/kernels/gather.ts) validates with the public names first; these checks guard memory.
 //   gatherLogprobs(logits, targets, temperature, entropy, async) -> { logprobs, lse, entropy? }
 //   gatherLogprobsBackward(logits, targets, lse, dLogprobs, temperature, out|null, async) -> Storage | undefined
-//   linearLogprobs(hidden, weight, targets, bias|null, temperature, entropy, async) -> { logprobs, lse, entropy? }
-//   linearLogprobsBackward(hidden, weight, targets, bias|null, lse, dLogprobs, temperature, dWeight|null, async)
-//     -> { dHidden, dWeight? (absent when given), dBias? }
+//   linearLogprobs(hidden, weight, targets, bias|null, temperature, entropy, async, tileTokens, tileVocab,
+//     precision) -> { logprobs, lse, entropy? }
+//   linearLogprobsBackward(hidden, weight, targets, bias|null, temperature, lse, dLogprobs, dWeight|null|false,
+//     async, tileTokens, tileVocab, accumulate, precision) -> { dHidden, dWeight? (absent when given), dBias? }
+//   linearLogprobsWithGrad: below.
+// precision: 'f32' (default) or 'bf16' (GEMM products in bf16, gemm_bf16.h; CPU only).
 #include <algorithm>
 #include <cmath>
 #include <optional>
@@ -184,6 +187,7 @@ Napi::Value LinearLogprobs(const Napi::CallbackInfo& info) {
   const bool want_ent = opt_bool(info[5], false);
   const bool async = opt_bool(info[6], false);
   tile_args(in.args, info[7], info[8]);
+  in.args.bf16 = precision_arg(info[9], in.device);
   const int64_t N = in.args.N;
   const int device = in.device;
   StoragePtr lp = storage_alloc(size_t(N) * 4, device), ls = storage_alloc(size_t(N) * 4, device);
@@ -238,6 +242,7 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
   TensorArg dl = vec(info[6], "dLogprobs", DType::F32, N, device);
   const bool async = opt_bool(info[8], false);
   tile_args(in.args, info[9], info[10]);
+  in.args.bf16 = precision_arg(info[12], device);
   const WeightGradArg wg = weight_grad_arg(info[7], V, H, device);
   const StoragePtr dw = wg.storage;
   float* pdw = wg.ptr;
@@ -273,7 +278,7 @@ Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
 }
 
 // linearLogprobsWithGrad(hidden, weight, targets, null, temperature, dLogprobs, dWeight|null|false, async,
-//   accumulate, opts) -> { logp, lse, dHidden, dWeight (when made here) }: forward and backward in
+//   accumulate, opts, precision) -> { logp, lse, dHidden, dWeight (when made here) }: forward and backward in
 // one pass for a dL/dlogp known before the forward (fused_head_cpu; CPU, f32 weight: the
 // TypeScript layer calls the two-call form otherwise).
 Napi::Value LinearLogprobsWithGrad(const Napi::CallbackInfo& info) {
@@ -302,6 +307,7 @@ Napi::Value LinearLogprobsWithGrad(const Napi::CallbackInfo& info) {
   opt_knob(info[9], "cacheBytes", a.cache_bytes, 0);
   opt_knob(info[9], "tokenBlock", a.token_block, 1);
   opt_knob(info[9], "vocabChunk", a.vocab_chunk, 1);
+  a.bf16 = precision_arg(info[10], -1);
   StoragePtr dh = storage_alloc(size_t(std::max<int64_t>(N * H, 1)) * 4, -1);
   StoragePtr lp = storage_alloc(size_t(std::max<int64_t>(N, 1)) * 4, -1), ls = storage_alloc(size_t(std::max<int64_t>(N, 1)) * 4, -1);
   auto keep = std::make_shared<LinearInputs>(in);

@@ -1,9 +1,11 @@
-// matmul(a, b, out|null, transA, transB, impl, async, alpha, beta): 2-D f32,
-// C = alpha op(A) op(B) + beta C (beta != 0 only with out; the TS layer checks both numbers).
+// matmul(a, b, out|null, transA, transB, impl, async, alpha, beta, precision): 2-D f32 (a and b
+// also bf16 with precision 'bf16'), C = alpha op(A) op(B) + beta C (beta != 0 only with out; the
+// TS layer checks both numbers).
 #include <cmath>
 
 #include "../core/cuda_api.h"
 #include "../core/gemm.h"
+#include "../core/gemm_bf16.h"
 #include "napi_util.h"
 
 namespace vt {
@@ -21,8 +23,10 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   if (beta != 0.0f && (info[2].IsNull() || info[2].IsUndefined())) throw_type("Expected out with beta != 0 (beta scales out's values)");
   require_ndim(a, 2, "[M, K]");
   require_ndim(b, 2, "[K, N]");
-  require_dtype(a, {DType::F32});
-  require_dtype(b, {DType::F32});
+  const bool bf16 = precision_arg(info[9], a.storage->device);
+  if (bf16 && impl != "auto" && impl != "builtin") throw_type("Expected impl 'auto' or 'builtin' with precision 'bf16' but received '" + impl + "'");
+  require_dtype(a, bf16 ? std::initializer_list<DType>{DType::F32, DType::BF16} : std::initializer_list<DType>{DType::F32});
+  require_dtype(b, bf16 ? std::initializer_list<DType>{DType::F32, DType::BF16} : std::initializer_list<DType>{DType::F32});
   // A transposed view with unit column stride is passed to the GEMM as the untransposed storage.
   auto lead = [](const TensorArg& t, bool& trans) -> int64_t {
     const int64_t rows = t.shape[0], cols = t.shape[1];
@@ -62,8 +66,9 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     out = storage_alloc(size_t(M) * size_t(N) * sizeof(float), a.storage->device);
     c = static_cast<float*>(out->data);
   }
-  const float* pa = a.ptr<float>();
-  const float* pb = b.ptr<float>();
+  const void* pa = a.data();
+  const void* pb = b.data();
+  const DType adt = a.dtype, bdt = b.dtype;
   const int device = a.storage->device;
   auto keep_a = a.storage, keep_b = b.storage;
   return run_job(
@@ -72,9 +77,11 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
         (void)keep_a;
         (void)keep_b;
         if (device >= 0)
-          cuda_sgemm(gta, gtb, M, N, K, alpha, pa, lda, pb, ldb, beta, c, ldc, device);
+          cuda_sgemm(gta, gtb, M, N, K, alpha, static_cast<const float*>(pa), lda, static_cast<const float*>(pb), ldb, beta, c, ldc, device);
+        else if (bf16)
+          gemm_bf16(gta, gtb, M, N, K, alpha, pa, adt, lda, pb, bdt, ldb, beta, c, ldc);
         else
-          sgemm(gta, gtb, M, N, K, alpha, pa, lda, pb, ldb, beta, c, ldc, gi);
+          sgemm(gta, gtb, M, N, K, alpha, static_cast<const float*>(pa), lda, static_cast<const float*>(pb), ldb, beta, c, ldc, gi);
       },
       // A caller-given out already has its handle: resolve undefined rather than wrap it twice.
       [out, given_out](Napi::Env env) -> Napi::Value { return given_out ? env.Undefined() : Napi::Value(wrap_storage(env, out)); });

@@ -93,5 +93,16 @@ inline void opt_knob(const Napi::Value& opts, const char* key, int64_t& field, d
   if (v.IsNumber() && v.As<Napi::Number>().DoubleValue() >= lo) field = int64_t(v.As<Napi::Number>().DoubleValue());
 }
 
+// A GEMM precision argument: undefined or 'f32' (false), 'bf16' (true: bf16 products, gemm_bf16.h),
+// which runs on the CPU only (device >= 0 is refused). The TS layer checks the name first.
+inline bool precision_arg(const Napi::Value& v, int device) {
+  if (v.IsUndefined() || v.IsNull()) return false;
+  const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (s == "f32") return false;
+  if (s != "bf16") throw_range("Expected precision 'f32' or 'bf16' but received " + (v.IsString() ? "'" + s + "'" : std::string("a non-string")));
+  if (device >= 0) throw_type("Expected a CPU tensor for precision 'bf16' (bf16 products run on the CPU; CUDA computes in f32)");
+  return true;
+}
+
 }  // namespace addon
 }  // namespace vt

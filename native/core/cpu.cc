@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#if VT_X86 && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
 
 namespace vt {
 namespace {
@@ -28,6 +31,10 @@ CpuFeatures detect() {
   // __builtin_cpu_supports has no "f16c" on older compilers: every CPU with AVX2 and FMA has it
   // (Haswell, Zen), and no shipping CPU has AVX2 without F16C.
   f.f16c = f.avx2 && f.fma;
+  // AVX512_BF16 is CPUID leaf 7, sub-leaf 1, EAX bit 5 (__builtin_cpu_supports knows it only
+  // from GCC 10 / Clang 12); the OS's zmm state is already implied by avx512f above.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (f.avx512f && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = (a >> 5) & 1u;
 #endif
   if (f.avx2 && f.fma && f.f16c) f.best = SimdLevel::Avx2;
   if (f.best == SimdLevel::Avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq) f.best = SimdLevel::Avx512;

@@ -36,6 +36,9 @@ enum class SimdLevel : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 struct CpuFeatures {
   bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+  // VDPBF16PS and the bf16 conversions (Cooper Lake, Sapphire Rapids, Zen 4): the bf16 GEMM's
+  // kernels (gemm_bf16.h) run at the Avx512 level when it is set.
+  bool avx512bf16 = false;
   SimdLevel best = SimdLevel::Scalar;   // what the CPU supports
   SimdLevel level = SimdLevel::Scalar;  // what kernels use now
   // Shorthands for the dispatchers: use_avx2 holds at level >= Avx2, use_avx512 at Avx512.

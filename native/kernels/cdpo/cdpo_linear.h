@@ -65,6 +65,7 @@ struct FusedHeadArgs {
   bool accumulate = false;           // d_weight += (else =)
   int64_t token_block = 256, vocab_chunk = 4096;
   int64_t cache_bytes = int64_t(60) << 20;
+  bool bf16 = false;                 // the three GEMMs with bf16 products (gemm_bf16.h)
 };
 // grad(begin, end, logp, dlogp): writes dL/dlogp of tokens [begin, end) (block-local pointers).
 using HeadGradFn = std::function<void(int64_t, int64_t, const float*, float*)>;

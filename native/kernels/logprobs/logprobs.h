@@ -26,6 +26,9 @@ struct LinearLogprobsArgs {
   float temperature = 1.0f;
   int64_t token_block = 512;   // tokens served by each pass over the weight (>= 128 keeps it compute-bound)
   int64_t vocab_chunk = 4096;  // weight rows per logits tile: tile 8 MiB, bf16 conversion buffer 4096 x H f32
+  // GEMM products in bf16 (gemm_bf16.h: hidden, weight and dZ rounded to bf16, sums in f32; a
+  // bf16 weight is read as it is, without the f32 conversion). CPU only.
+  bool bf16 = false;
 };
 
 // logp, lse (N); ent (N) or null.

@@ -7,6 +7,7 @@
 
 #include "../../core/convert.h"
 #include "../../core/gemm.h"
+#include "../../core/gemm_bf16.h"
 #include "../../core/parallel.h"
 #include "../../core/simd.h"
 #include "../../core/storage.h"
@@ -126,6 +127,9 @@ struct Plan {
   int64_t nb, vc, nchunks;
 };
 
+// Whether the weight chunks are converted to f32 first (f16 always, bf16 for the f32 GEMM).
+bool converts(const LinearLogprobsArgs& a) { return a.wdtype != DType::F32 && !(a.bf16 && a.wdtype == DType::BF16); }
+
 Plan plan(const LinearLogprobsArgs& a) {
   Plan p;
   p.nb = std::max<int64_t>(1, std::min(a.token_block, a.N));
@@ -134,20 +138,36 @@ Plan plan(const LinearLogprobsArgs& a) {
   return p;
 }
 
+// Weight rows [v0, v0 + n) as the tiles' GEMMs take them.
+struct WeightRows {
+  const void* p;
+  DType dt;
+};
+
+// C (M, N) (+)= alpha op(A) op(B) for the tiles: sgemm, or gemm_bf16 when a.bf16 (A is f32).
+void tile_gemm(const LinearLogprobsArgs& a, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+               int64_t lda, WeightRows B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (a.bf16)
+    gemm_bf16(tA, tB, M, N, K, alpha, A, DType::F32, lda, B.p, B.dt, ldb, beta, C, ldc);
+  else
+    sgemm(tA, tB, M, N, K, alpha, A, lda, static_cast<const float*>(B.p), ldb, beta, C, ldc, kTileGemm);
+}
+
 // Tile (nb, n) of z = (h w^T + b) / T for tokens [t0, t0 + nb), vocabulary rows [v0, v0 + n).
-// Returns the f32 weight rows used (the chunk itself or its conversion in wbuf).
-const float* logits_tile(const LinearLogprobsArgs& a, int64_t t0, int64_t nb, int64_t v0, int64_t n, int64_t ldt,
-                         float* tile, float* wbuf) {
+// Returns the weight rows used: the chunk itself (f32, or bf16 for the bf16 GEMM) or its f32
+// conversion in wbuf.
+WeightRows logits_tile(const LinearLogprobsArgs& a, int64_t t0, int64_t nb, int64_t v0, int64_t n, int64_t ldt, float* tile,
+                       float* wbuf) {
   const float scale = 1.0f / a.temperature;
-  const float* w;
-  if (a.wdtype == DType::F32) {
-    w = static_cast<const float*>(a.weight) + v0 * a.H;
+  WeightRows w;
+  if (a.wdtype == DType::F32 || (a.bf16 && a.wdtype == DType::BF16)) {
+    w = {static_cast<const char*>(a.weight) + v0 * a.H * (a.wdtype == DType::F32 ? 4 : 2), a.wdtype};
   } else {
     const uint16_t* src = static_cast<const uint16_t*>(a.weight) + v0 * a.H;
     parallel_for(n, 64, [&](int64_t r0, int64_t r1) { cast(src + r0 * a.H, a.wdtype, wbuf + r0 * a.H, DType::F32, (r1 - r0) * a.H); });
-    w = wbuf;
+    w = {wbuf, DType::F32};
   }
-  sgemm(false, true, nb, n, a.H, scale, a.hidden + t0 * a.H, a.H, w, a.H, 0.0f, tile, ldt, kTileGemm);
+  tile_gemm(a, false, true, nb, n, a.H, scale, a.hidden + t0 * a.H, a.H, w, a.H, 0.0f, tile, ldt);
   if (a.bias) {
     parallel_for(nb, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
@@ -163,7 +183,7 @@ void linear_logprobs_cpu(const LinearLogprobsArgs& a, float* logp, float* lse, f
   const Plan p = plan(a);
   ScratchBuffer<SoftmaxState> states(size_t(p.nb * p.nchunks));
   ScratchBuffer<float> zy(size_t(p.nb)), tile(size_t(p.nb * p.vc));
-  ScratchBuffer<float> wbuf(a.wdtype == DType::F32 ? 0 : size_t(p.vc * a.H));
+  ScratchBuffer<float> wbuf(converts(a) ? size_t(p.vc * a.H) : 0);
   for (int64_t t0 = 0; t0 < a.N; t0 += p.nb) {
     const int64_t nb = std::min(p.nb, a.N - t0);
     for (int64_t c = 0; c < p.nchunks; ++c) {
@@ -201,14 +221,14 @@ void linear_logprobs_backward_cpu(const LinearLogprobsArgs& a, const float* lse,
   const Plan p = plan(a);
   const float scale = 1.0f / a.temperature;
   ScratchBuffer<float> tile(size_t(p.nb * p.vc));
-  ScratchBuffer<float> wbuf(a.wdtype == DType::F32 ? 0 : size_t(p.vc * a.H));
+  ScratchBuffer<float> wbuf(converts(a) ? size_t(p.vc * a.H) : 0);
   for (int64_t t0 = 0; t0 < a.N; t0 += p.nb) {
     const int64_t nb = std::min(p.nb, a.N - t0);
     const bool first = t0 == 0 && !accumulate;
     for (int64_t c = 0; c < p.nchunks; ++c) {
       const int64_t v0 = c * p.vc, n = std::min(p.vc, a.V - v0);
       float* tl = tile.data();
-      const float* w = logits_tile(a, t0, nb, v0, n, p.vc, tl, wbuf.data());
+      const WeightRows w = logits_tile(a, t0, nb, v0, n, p.vc, tl, wbuf.data());
       // dZ = dlogp * (onehot - p) / T, in place over the logits tile.
       parallel_for(nb, 8, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
@@ -227,7 +247,7 @@ void linear_logprobs_backward_cpu(const LinearLogprobsArgs& a, const float* lse,
       });
       // dW[v0:v0+n] (+)= dZ^T h ; db (+)= colsum dZ ; dH (+)= dZ W.
       if (dweight)
-        sgemm(true, false, n, a.H, nb, 1.0f, tl, p.vc, a.hidden + t0 * a.H, a.H, first ? 0.0f : 1.0f, dweight + v0 * a.H, a.H, kTileGemm);
+        tile_gemm(a, true, false, n, a.H, nb, 1.0f, tl, p.vc, {a.hidden + t0 * a.H, DType::F32}, a.H, first ? 0.0f : 1.0f, dweight + v0 * a.H, a.H);
       if (dbias) {
         parallel_for(n, 64, [&](int64_t j0, int64_t j1) {
           for (int64_t j = j0; j < j1; ++j) {
@@ -237,7 +257,7 @@ void linear_logprobs_backward_cpu(const LinearLogprobsArgs& a, const float* lse,
           }
         });
       }
-      sgemm(false, false, nb, a.H, n, 1.0f, tl, p.vc, w, a.H, c == 0 ? 0.0f : 1.0f, dhidden + t0 * a.H, a.H, kTileGemm);
+      tile_gemm(a, false, false, nb, a.H, n, 1.0f, tl, p.vc, w, a.H, c == 0 ? 0.0f : 1.0f, dhidden + t0 * a.H, a.H);
     }
   }
 }
