@@ -99,6 +99,21 @@ export async function run(ctx: Ctx): Promise<void> {
         record(ctx, { suite: 'logprobs', case: both, impl: 'two calls', ms: ms2, flops: 8 * N * H * V, extraBytes: extrab, note: 'linearLogprobs + linearLogprobsBackward: recomputes the logits (8 NHV)' });
       }
     }
+    // precision 'bf16': the head's GEMMs with bf16 products (operands rounded to bf16, f32 sums);
+    // a bf16 weight is read as it is. '% peak' stays against the f32 FMA peak.
+    const bf = backend().gemm.bf16.native ? 'VDPBF16PS kernels' : 'no AVX512_BF16 here: the f32 GEMM on rounded operands';
+    for (const [impl, wt] of [['bf16 products', w], ['bf16 products, bf16 w', wbf]] as const) {
+      const extra = extraOf(() => { const r = linearLogprobsSync(h, wt, tg, { precision: 'bf16' }); return [r.logprobs, r.lse]; });
+      await patternRows(ctx, { suite: 'logprobs', kase: fwd, impl, call: () => linearLogprobs(h, wt, tg, { precision: 'bf16' }), resultBytes: 2 * N * 4,
+        flops: 2 * N * H * V, extraBytes: extra, note: `await linearLogprobs(..., { precision: 'bf16' }); ${bf}` });
+    }
+    {
+      const ms = await time(`${both} bf16 products`, () => {
+        const r = linearLogprobsWithGradSync(h, w, tg, dl, { dWeight: dW, accumulate: false, precision: 'bf16' });
+        r.logprobs.dispose(); r.lse.dispose(); r.dHidden.dispose();
+      }, ctx, { minIters: 3 });
+      record(ctx, { suite: 'logprobs', case: both, impl: 'bf16 products', ms, flops: 6 * N * H * V, note: `linearLogprobsWithGrad(..., { precision: 'bf16' }): one pass (6 NHV); ${bf}` });
+    }
     // Naive: the unfused sequence of our own kernels, holding the [N, V] logits.
     const logits = Tensor.empty([N, V]);
     const unfusedFwd = () => { matmulSync(h, w, { transB: true, out: logits }); return gatherLogprobsSync(logits, tg); };
