@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { backend, memoryStats, resetPeakMemory } from '../src/backend.js';
+import { backend, memoryStats, resetPeakMemory, setMatmulPrecision } from '../src/backend.js';
 import { linearLogprobsWithGrad } from '../src/kernels/gather.js';
 import { AdamW, QwenModel, groupAdvantagesSync, linearCdpo, parameterShapes, rollout, type QwenConfig, type TrainOptions } from '../src/index.js';
 import { collate, type Prompt } from '../src/train/examples.js';
@@ -74,38 +74,42 @@ async function decoder(ctx: Ctx): Promise<void> {
   const targets = Int32Array.from({ length: T }, (_, i) => (i * 104729 + 7) % cfg.vocabSize);
   const iters = ctx.quick ? 2 : 3;
   const extra: Record<string, number> = {};
-  const configs: [string, TrainOptions][] = [['videothinker', { recompute: 'none' }], ["videothinker, recompute 'layer'", { recompute: 'layer' }],
-    ['videothinker, LoRA rank 16', { lora: { rank: 16, alpha: 32 } }]];
-  for (const [impl, train] of configs) {
-    const t0 = now();
-    const model = await QwenModel.create(cfg, w, { train });
-    const created = now() - t0;
-    await step(model, ids, targets, T);  // warm-up (first-touch of the activation memory)
-    const runs: { fwd: number; head: number; bwd: number }[] = [];
-    const live = memoryStats().liveBytes;
-    resetPeakMemory();
-    for (let i = 0; i < iters; i++) runs.push(await step(model, ids, targets, T));
-    extra[impl] = memoryStats().peakBytes - live;
-    const total = median(runs.map((r) => r.fwd + r.head + r.bwd));
-    const f = median(runs.map((r) => r.fwd)), h = median(runs.map((r) => r.head)), b = median(runs.map((r) => r.bwd));
-    record(ctx, {
-      suite: 'train', case: kase, impl, ms: total, flops: train.lora ? undefined : flops, extraBytes: extra[impl],
-      note: `${(T / (total / 1000)).toFixed(0)} tokens/s; forward ${f.toFixed(0)} ms, LM head fwd+bwd ${h.toFixed(0)} ms, backward ${b.toFixed(0)} ms; master copy made in ${created.toFixed(0)} ms`,
-    });
-    if (impl === 'videothinker') {
-      // The optimizer step over the whole flat store: a norm pass over the gradients (4 bytes per
-      // parameter) and the update (p, g, m, v read, p, m, v written: 28 bytes).
-      const opt = new AdamW(model, { lr: 1e-6 });
-      const n = model.flat.master!.numel;
-      await opt.step();
-      const ts: number[] = [];
-      for (let i = 0; i < 5; i++) { const a = now(); await opt.step(); ts.push(now() - a); }
-      const ms = median(ts);
-      record(ctx, { suite: 'train', case: `AdamW step, ${(n / 1e6).toFixed(0)}M parameters`, impl: 'videothinker', ms, bytes: 32 * n,
-        note: `${(n / ms / 1e6).toFixed(2)} G parameters/s; bytes count the norm check (4/param) and the update (28/param)` });
-      opt.dispose();
-    }
-    model.dispose();
+  // The last: the same step with setMatmulPrecision('bf16') (every GEMM with bf16 products).
+  const configs: [string, TrainOptions, 'f32' | 'bf16'][] = [['videothinker', { recompute: 'none' }, 'f32'], ["videothinker, recompute 'layer'", { recompute: 'layer' }, 'f32'],
+    ['videothinker, LoRA rank 16', { lora: { rank: 16, alpha: 32 } }, 'f32'], ["videothinker, precision 'bf16'", { recompute: 'none' }, 'bf16']];
+  for (const [impl, train, precision] of configs) {
+    const was = setMatmulPrecision(precision);
+    try {
+      const t0 = now();
+      const model = await QwenModel.create(cfg, w, { train });
+      const created = now() - t0;
+      await step(model, ids, targets, T);  // warm-up (first-touch of the activation memory)
+      const runs: { fwd: number; head: number; bwd: number }[] = [];
+      const live = memoryStats().liveBytes;
+      resetPeakMemory();
+      for (let i = 0; i < iters; i++) runs.push(await step(model, ids, targets, T));
+      extra[impl] = memoryStats().peakBytes - live;
+      const total = median(runs.map((r) => r.fwd + r.head + r.bwd));
+      const f = median(runs.map((r) => r.fwd)), h = median(runs.map((r) => r.head)), b = median(runs.map((r) => r.bwd));
+      record(ctx, {
+        suite: 'train', case: kase, impl, ms: total, flops: train.lora ? undefined : flops, extraBytes: extra[impl],
+        note: `${(T / (total / 1000)).toFixed(0)} tokens/s; forward ${f.toFixed(0)} ms, LM head fwd+bwd ${h.toFixed(0)} ms, backward ${b.toFixed(0)} ms; master copy made in ${created.toFixed(0)} ms`,
+      });
+      if (impl === 'videothinker') {
+        // The optimizer step over the whole flat store: a norm pass over the gradients (4 bytes per
+        // parameter) and the update (p, g, m, v read, p, m, v written: 28 bytes).
+        const opt = new AdamW(model, { lr: 1e-6 });
+        const n = model.flat.master!.numel;
+        await opt.step();
+        const ts: number[] = [];
+        for (let i = 0; i < 5; i++) { const a = now(); await opt.step(); ts.push(now() - a); }
+        const ms = median(ts);
+        record(ctx, { suite: 'train', case: `AdamW step, ${(n / 1e6).toFixed(0)}M parameters`, impl: 'videothinker', ms, bytes: 32 * n,
+          note: `${(n / ms / 1e6).toFixed(2)} G parameters/s; bytes count the norm check (4/param) and the update (28/param)` });
+        opt.dispose();
+      }
+      model.dispose();
+    } finally { setMatmulPrecision(was); }
   }
   // PyTorch: the same decoder (untied head: the same FLOPs) with autograd, same threads.
   const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ref', 'torch_train_step.py');

@@ -18,6 +18,27 @@ export function setNumThreads(n: number): number {
 }
 
 /**
+ * Sets the process's matmul precision and returns the previous one. 'f32' (the default): every
+ * GEMM multiplies f32 values. 'bf16': the GEMMs of the network (every layer's linears and the LM
+ * head, forward and backward, on the CPU: generation's prefill and the training steps of sft(),
+ * grpo/cdpo and reproduce) round their operands to bf16 and sum the products in f32, as PyTorch's
+ * bf16 autocast does, and matmul(), linearLogprobs*() and linearCdpo() take it as the default of
+ * their `precision` option. On CPUs with AVX512_BF16 (`backend().gemm.bf16.native`) those GEMMs
+ * run at up to twice the f32 rate; elsewhere they compute the same products, no faster.
+ * Unchanged: decode's GEMV (bandwidth-bound), attention, LoRA's small GEMMs, CUDA. Set it before
+ * starting work: calls already running read it as they go.
+ */
+export function setMatmulPrecision(precision: 'f32' | 'bf16'): 'f32' | 'bf16' {
+  checkOneOf('precision', precision, ['f32', 'bf16'] as const);
+  return native.setMatmulPrecision(precision);
+}
+
+/** The process's matmul precision (setMatmulPrecision). */
+export function matmulPrecision(): 'f32' | 'bf16' {
+  return native.matmulPrecision();
+}
+
+/**
  * Caps the SIMD level of the native kernels ('scalar', 'avx2', 'avx512'; never above what the CPU
  * has) and returns the previous level. Tests use it to cover every path; VT_SIMD does the same at
  * start. Takes effect for calls started afterwards.

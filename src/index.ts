@@ -1,7 +1,7 @@
 // videothinker: public API.
 export { Tensor, DTYPES, DTYPE_SIZE, expectTensor, indexTensor } from './tensor.js';
 export type { DType, Device, TypedArrayOf, AnyTypedArray, RandomOptions } from './tensor.js';
-export { backend, memoryStats, resetPeakMemory, setNumThreads, setSimdLevel } from './backend.js';
+export { backend, matmulPrecision, memoryStats, resetPeakMemory, setMatmulPrecision, setNumThreads, setSimdLevel } from './backend.js';
 export type { BackendInfo, CudaDevice, MemoryStats, SimdLevel } from './backend.js';
 export { matmul, matmulSync } from './kernels/matmul.js';
 export type { MatmulOptions } from './kernels/matmul.js';

@@ -72,6 +72,8 @@ export interface BackendInfo {
      * f32 GEMM on operands rounded to bf16 (the same products, no faster).
      */
     bf16: { native: boolean; reason: string };
+    /** The process's matmul precision (setMatmulPrecision): 'f32' unless set. */
+    precision: 'f32' | 'bf16';
   };
   cuda: { compiled: boolean; runtime: string; architectures: number[]; devices: CudaDevice[] };
 }
@@ -95,6 +97,8 @@ export interface Binding {
   backend(): BackendInfo;
   setNumThreads(n: number): number;
   setSimdLevel(level: SimdLevel): SimdLevel;
+  setMatmulPrecision(p: 'f32' | 'bf16'): 'f32' | 'bf16';
+  matmulPrecision(): 'f32' | 'bf16';
   measureCeilings(threads?: number, seconds?: number): { fmaGflops: number; readGBs: number };
   memoryStats(): MemoryStats;
   resetPeakMemory(): void;

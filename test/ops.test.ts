@@ -4,10 +4,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { backend, setSimdLevel, type SimdLevel } from '../src/backend.js';
+import { backend, matmulPrecision, setMatmulPrecision, setSimdLevel, type SimdLevel } from '../src/backend.js';
 import * as ops from '../src/model/ops.js';
 import { Tensor } from '../src/tensor.js';
-import { assertRel, randomF32, throwsLike } from './helpers.js';
+import { assertRel, bf16Round, randomF32, relErr, throwsLike } from './helpers.js';
 
 const f32 = (t: Tensor) => t.data as Float32Array;
 const LEVELS: SimdLevel[] = (['scalar', 'avx2', 'avx512'] as SimdLevel[]).filter((l) => {
@@ -66,6 +66,60 @@ test('linear forward and backward: bf16/f16/f32 weights, GEMV and GEMM paths, ta
   });
   throwsLike(() => ops.linear(Tensor.zeros([2, 3]), Tensor.zeros([4, 5])), RangeError, /weight of shape \[N, 3\]/);
   throwsLike(() => ops.linear(Tensor.zeros([2, 3]), Tensor.zeros([4, 3], 'i32')), TypeError, /dtype f32 or bf16 or f16 for weight but received i32/);
+});
+
+test("linear under setMatmulPrecision('bf16'): the GEMM path multiplies bf16-rounded operands (x, w, dy), the GEMV path (T <= 8) stays f32", () => {
+  assert.is(matmulPrecision(), 'f32');
+  assert.is(setMatmulPrecision('bf16'), 'f32');
+  try {
+    assert.is(backend().gemm.precision, 'bf16');
+    atLevels((level) => {
+      for (const dt of ['bf16', 'f16', 'f32'] as const) {
+        for (const [T, K, N] of [[3, 130, 33], [9, 45, 70], [70, 64, 129]] as const) {
+          const x = randomF32(T * K, T * 7 + K), w = stored(randomF32(N * K, N + K, 0.5), [N, K], dt), b = stored(randomF32(N, 3 * N, 0.5), [N], dt);
+          const gemm = T > 8;  // kLinearGemvRows (native/ops/linear.h)
+          const r = (v: number) => (gemm ? bf16Round(v) : v);
+          using xt = Tensor.from(x, [T, K]);
+          using y = ops.linear(xt, w.t, b.t);
+          const want = new Float64Array(T * N);
+          for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) {
+            let s = 0;
+            for (let k = 0; k < K; k++) s += r(x[t * K + k]!) * r(w.vals[n * K + k]!);
+            want[t * N + n] = s + b.vals[n]!;  // the bias is added in f32
+          }
+          assertRel(f32(y), want, 2e-6, `${level} ${dt} linear ${T}x${K}x${N}`);
+          const dy = randomF32(T * N, 5 + N);
+          const g = ops.linearBackward(Tensor.from(dy, [T, N]), xt, w.t);
+          const dx = new Float64Array(T * K), dw = new Float64Array(N * K), db = new Float64Array(N);
+          for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) {
+            const d = dy[t * N + n]!, dr = bf16Round(d);
+            db[n] += d;
+            for (let k = 0; k < K; k++) { dx[t * K + k] += dr * bf16Round(w.vals[n * K + k]!); dw[n * K + k] += dr * bf16Round(x[t * K + k]!); }
+          }
+          // The backward is always a GEMM: bf16 products at every T.
+          assertRel(f32(g.dx), dx, 2e-6, `${level} ${dt} dx ${T}`);
+          assertRel(f32(g.dw), dw, 2e-6, `${level} ${dt} dw ${T}`);
+          assertRel(f32(g.db), db, 2e-6, `${level} ${dt} db ${T}`);
+          if (gemm && dt === 'f32') {
+            // ... and it is not the f32 product.
+            const exact = new Float64Array(T * N);
+            for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) {
+              let s = b.vals[n]!;
+              for (let k = 0; k < K; k++) s += x[t * K + k]! * w.vals[n * K + k]!;
+              exact[t * N + n] = s;
+            }
+            const e = relErr(f32(y), exact);
+            assert.ok(e > 1e-4, `${level} bf16 linear against f32: ${e}`);
+          }
+          for (const t of [g.dx, g.dw, g.db!]) t.dispose();
+        }
+      }
+    });
+  } finally {
+    assert.is(setMatmulPrecision('f32'), 'bf16');
+  }
+  throwsLike(() => setMatmulPrecision('f16' as 'bf16'), RangeError, /one of 'f32', 'bf16' for precision but received 'f16'/);
+  assert.is(matmulPrecision(), 'f32');
 });
 
 test('LoRA term forward and backward against float64', () => {

@@ -61,6 +61,7 @@ static Napi::Value Backend(const Napi::CallbackInfo& info) {
                    : !f.avx512bf16 ? "this CPU has no AVX512_BF16: the f32 GEMM on operands rounded to bf16 (same products, no faster)"
                                    : "the SIMD level is below avx512 (VT_SIMD or setSimdLevel): the f32 GEMM on operands rounded to bf16");
   gemm.Set("bf16", bf);
+  gemm.Set("precision", matmul_bf16() ? "bf16" : "f32");
   o.Set("gemm", gemm);
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("compiled", cuda_compiled());
@@ -97,6 +98,15 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
                 SimdLevel want = s == "scalar" ? SimdLevel::Scalar : s == "avx2" ? SimdLevel::Avx2 : SimdLevel::Avx512;
                 SimdLevel was = set_simd_level(want);
                 return Napi::String::New(info.Env(), simd_level_name(was));
+              }));
+  // setMatmulPrecision('f32' | 'bf16') -> the previous one (gemm_bf16.h; the TS layer checks the name).
+  exports.Set("setMatmulPrecision", fn(env, "setMatmulPrecision", [](const Napi::CallbackInfo& info) -> Napi::Value {
+                const bool was = matmul_bf16();
+                set_matmul_bf16(info[0].ToString().Utf8Value() == "bf16");
+                return Napi::String::New(info.Env(), was ? "bf16" : "f32");
+              }));
+  exports.Set("matmulPrecision", fn(env, "matmulPrecision", [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::String::New(info.Env(), matmul_bf16() ? "bf16" : "f32");
               }));
   // measureCeilings(threads, seconds) -> { fmaGflops, readGBs }: for the benchmarks' "% of peak".
   exports.Set("measureCeilings", fn(env, "measureCeilings", [](const Napi::CallbackInfo& info) -> Napi::Value {

@@ -1,5 +1,5 @@
 // N-API boundary of linearCdpo (the CDPO loss fused with the LM head):
-//   linearCdpo(hidden, weight, targets, temperature, old|null, ref|null, bias|null, adv, offsets, opts, async, dweight|null, accumulate)
+//   linearCdpo(hidden, weight, targets, temperature, old|null, ref|null, bias|null, adv, offsets, opts, async, dweight|null, accumulate, precision)
 //     -> { loss, dhidden: Storage, dweight: Storage (absent when dweight was given: accumulated into it),
 //          logp: Storage, klRef, klBias, clipLow, clipHigh, ratioMean, tokens }
 #include <cmath>
@@ -59,6 +59,7 @@ Napi::Value LinearCdpo(const Napi::CallbackInfo& info) {
   opt_knob(info[9], "cacheBytes", lp->cache_bytes, 0);
   opt_knob(info[9], "tokenBlock", lp->token_block, 1);
   opt_knob(info[9], "vocabChunk", lp->vocab_chunk, 1);
+  lp->bf16 = precision_arg(info[13], device);
   StoragePtr dh = storage_alloc(size_t(std::max<int64_t>(N * H, 1)) * sizeof(float), device);
   StoragePtr dw;
   float* dw_ptr = nullptr;

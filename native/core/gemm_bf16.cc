@@ -5,6 +5,7 @@
 #include "gemm_bf16.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -99,32 +100,58 @@ const char* elem(const void* p, DType dt, int64_t off) {
 
 // Without the kernels: op(X)'s storage (rows x cols, row stride ld) rounded to bf16 and widened
 // back, contiguous.
-std::vector<float> rounded(const void* p, DType dt, int64_t rows, int64_t cols, int64_t ld) {
+std::vector<float> rounded(const void* p, DType dt, int64_t rows, int64_t cols, int64_t ld, bool serial_only) {
   std::vector<float> out(size_t(rows * cols));
-  parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+  auto rows_of = [&](int64_t r0, int64_t r1) {
     std::vector<uint16_t> tmp(static_cast<size_t>(cols));
     for (int64_t r = r0; r < r1; ++r) {
       const void* row = elem(p, dt, r * ld);
       if (dt == DType::F32) cast(row, DType::F32, tmp.data(), DType::BF16, cols);
       cast(dt == DType::F32 ? tmp.data() : row, DType::BF16, out.data() + r * cols, DType::F32, cols);
     }
-  });
+  };
+  if (serial_only) rows_of(0, rows);
+  else parallel_for(rows, 16, rows_of);
   return out;
 }
 
+std::atomic<bool> g_matmul_bf16{false};
+
+void fallback(bool serial_only, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A,
+              DType adt, int64_t lda, const void* B, DType bdt, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
+  const std::vector<float> a = rounded(A, adt, ar, ac, lda, serial_only), b = rounded(B, bdt, br, bc, ldb, serial_only);
+  const int64_t la = std::max<int64_t>(ac, 1), lb = std::max<int64_t>(bc, 1);
+  if (serial_only)
+    sgemm_serial(transA, transB, M, N, K, alpha, a.data(), la, b.data(), lb, beta, C, ldc);
+  else
+    sgemm(transA, transB, M, N, K, alpha, a.data(), la, b.data(), lb, beta, C, ldc);
+}
+
+// Operands as the threads' slices see them: [b, e) of the split dimension.
+void run_part(const detail::Bf16Kernels& kern, bool split_n, int64_t b, int64_t e, bool transA, bool transB, int64_t M,
+              int64_t N, int64_t K, float alpha, const void* A, DType adt, int64_t lda, const void* B, DType bdt,
+              int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (split_n) {
+    const Operand a{A, adt, lda, !transA}, bo{elem(B, bdt, transB ? b * ldb : b), bdt, ldb, transB};
+    serial(kern, M, e - b, K, alpha, a, bo, beta, C + b, ldc);
+  } else {
+    const Operand a{elem(A, adt, transA ? b : b * lda), adt, lda, !transA}, bo{B, bdt, ldb, transB};
+    serial(kern, e - b, N, K, alpha, a, bo, beta, C + b * ldc, ldc);
+  }
+}
+
 }  // namespace
+
+void set_matmul_bf16(bool on) { g_matmul_bf16.store(on, std::memory_order_relaxed); }
+bool matmul_bf16() { return g_matmul_bf16.load(std::memory_order_relaxed); }
 
 bool gemm_bf16_native() { return cpu().use_avx512 && cpu().avx512bf16 && kernels() != nullptr; }
 
 void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, DType adt,
                int64_t lda, const void* B, DType bdt, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
-  if (!gemm_bf16_native() || K <= 0) {
-    const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
-    const std::vector<float> a = rounded(A, adt, ar, ac, lda), b = rounded(B, bdt, br, bc, ldb);
-    sgemm(transA, transB, M, N, K, alpha, a.data(), std::max<int64_t>(ac, 1), b.data(), std::max<int64_t>(bc, 1), beta, C, ldc);
-    return;
-  }
+  if (!gemm_bf16_native() || K <= 0) return fallback(false, transA, transB, M, N, K, alpha, A, adt, lda, B, bdt, ldb, beta, C, ldc);
   const detail::Bf16Kernels& kern = *kernels();
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const int nth = flops < 2e6 ? 1 : num_threads();
@@ -132,24 +159,19 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
   const bool split_n = N >= M;
   const int64_t extent = split_n ? N : M, unit = split_n ? NR : MR;
   const int64_t tiles = (extent + unit - 1) / unit;
-  auto run = [&](int64_t b, int64_t e) {
-    if (split_n) {
-      const Operand a{A, adt, lda, !transA}, bo{elem(B, bdt, transB ? b * ldb : b), bdt, ldb, transB};
-      serial(kern, M, e - b, K, alpha, a, bo, beta, C + b, ldc);
-    } else {
-      const Operand a{elem(A, adt, transA ? b : b * lda), adt, lda, !transA}, bo{B, bdt, ldb, transB};
-      serial(kern, e - b, N, K, alpha, a, bo, beta, C + b * ldc, ldc);
-    }
-  };
-  if (nth <= 1) {
-    run(0, extent);
-    return;
-  }
+  if (nth <= 1) return run_part(kern, split_n, 0, extent, transA, transB, M, N, K, alpha, A, adt, lda, B, bdt, ldb, beta, C, ldc);
   parallel_run(int(std::min<int64_t>(nth, tiles)), [&](int tid, int nt) {
     const int64_t t0 = tiles * tid / nt, t1 = tiles * (tid + 1) / nt;
     const int64_t b = t0 * unit, e = std::min(extent, t1 * unit);
-    if (b < e) run(b, e);
+    if (b < e) run_part(kern, split_n, b, e, transA, transB, M, N, K, alpha, A, adt, lda, B, bdt, ldb, beta, C, ldc);
   });
+}
+
+void gemm_bf16_serial(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, DType adt,
+                      int64_t lda, const void* B, DType bdt, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (!gemm_bf16_native() || K <= 0) return fallback(true, transA, transB, M, N, K, alpha, A, adt, lda, B, bdt, ldb, beta, C, ldc);
+  run_part(*kernels(), true, 0, N, transA, transB, M, N, K, alpha, A, adt, lda, B, bdt, ldb, beta, C, ldc);
 }
 
 }  // namespace vt

@@ -22,8 +22,19 @@ namespace vt {
 void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, DType adt,
                int64_t lda, const void* B, DType bdt, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// The same on the calling thread only (inside another kernel's thread team).
+void gemm_bf16_serial(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, DType adt,
+                      int64_t lda, const void* B, DType bdt, int64_t ldb, float beta, float* C, int64_t ldc);
+
 // Whether gemm_bf16 runs the VDPBF16PS kernels now (the CPU has AVX512_BF16, the level is Avx512).
 bool gemm_bf16_native();
+
+// The process's matmul precision (setMatmulPrecision): false f32 (the default), true bf16
+// products. The network's CPU GEMMs (the linears of every layer and the LM head, forward and
+// backward; not the decode GEMV, not attention) read it when they run; the TS layer uses it as
+// the default of the kernels' precision option.
+void set_matmul_bf16(bool on);
+bool matmul_bf16();
 
 namespace detail {
 

@@ -1,11 +1,14 @@
 // Linear layer on the CPU (linear.h). The forward multiplies in blocks of output columns so that
 // a bf16/f16 weight is widened one block at a time (the widened block stays in cache for the
 // GEMM); the backward is two whole-matrix GEMMs (the weight gradient is f32 and so is the
-// master weight during training).
+// master weight during training). Under the bf16 matmul precision (gemm_bf16.h) the GEMMs take
+// bf16 products and read a bf16 weight as it is; the GEMV (T <= 8 rows: decode, bandwidth-bound)
+// and the LoRA adapters' small GEMMs stay f32.
 #include <algorithm>
 #include <vector>
 
 #include "../core/gemm.h"
+#include "../core/gemm_bf16.h"
 #include "../core/parallel.h"
 #include "../core/vec.h"
 #include "linear.h"
@@ -13,6 +16,11 @@
 namespace vt {
 
 namespace {
+// Row n of a [N, K] weight in its storage.
+const void* row_ptr(WeightRef w, int64_t n, int64_t K) {
+  return static_cast<const char*>(w.data) + n * K * int64_t(dtype_size(w.dtype));
+}
+
 // y[t, n0:n1] += b[n0:n1]
 void add_bias_columns(float* y, WeightRef b, int64_t T, int64_t N, int64_t n0, int64_t n1) {
   if (!b || n0 >= n1) return;
@@ -39,6 +47,9 @@ void forward_columns(float* y, const float* x, WeightRef w, WeightRef b, int64_t
   if (n0 >= n1) return;
   if (T <= kLinearGemvRows) {
     gemv_rows(y, N, x, K, T, w.data, w.dtype, K, n0, n1);
+  } else if (matmul_bf16() && w.dtype != DType::F16) {
+    // bf16 products (setMatmulPrecision): an f32 or bf16 weight is packed as it is.
+    gemm_bf16_serial(false, true, T, n1 - n0, K, 1.0f, x, DType::F32, K, row_ptr(w, n0, K), w.dtype, K, 0.0f, y + n0, N);
   } else if (w.dtype == DType::F32) {
     sgemm_serial(false, true, T, n1 - n0, K, 1.0f, x, K, static_cast<const float*>(w.data) + n0 * K, K, 0.0f, y + n0, N);
   } else {
@@ -46,7 +57,10 @@ void forward_columns(float* y, const float* x, WeightRef w, WeightRef b, int64_t
     for (int64_t c0 = n0; c0 < n1; c0 += kLinearWidenN) {
       const int64_t c1 = std::min(n1, c0 + kLinearWidenN);
       widen_rows(ws.data(), w.data, w.dtype, K, c0, c1);
-      sgemm_serial(false, true, T, c1 - c0, K, 1.0f, x, K, ws.data(), K, 0.0f, y + c0, N);
+      if (matmul_bf16())
+        gemm_bf16_serial(false, true, T, c1 - c0, K, 1.0f, x, DType::F32, K, ws.data(), DType::F32, K, 0.0f, y + c0, N);
+      else
+        sgemm_serial(false, true, T, c1 - c0, K, 1.0f, x, K, ws.data(), K, 0.0f, y + c0, N);
     }
   }
   add_bias_columns(y, b, T, N, n0, n1);
@@ -75,8 +89,12 @@ void linear_forward_cpu(float* y, const float* x, WeightRef w, WeightRef b, int6
     parallel_run(nth, [&](int tid, int n) { linear_forward_part(y, x, w, b, T, K, N, tid, n, ws[size_t(tid)]); });
     return;
   }
-  if (w.dtype == DType::F32) {
-    sgemm(false, true, T, N, K, 1.0f, x, K, static_cast<const float*>(w.data), K, 0.0f, y, N);
+  const bool bf16 = matmul_bf16();
+  if (w.dtype == DType::F32 || (bf16 && w.dtype == DType::BF16)) {
+    if (bf16)
+      gemm_bf16(false, true, T, N, K, 1.0f, x, DType::F32, K, w.data, w.dtype, K, 0.0f, y, N);
+    else
+      sgemm(false, true, T, N, K, 1.0f, x, K, static_cast<const float*>(w.data), K, 0.0f, y, N);
     parallel_for(N, 256, [&](int64_t n0, int64_t n1) { add_bias_columns(y, b, T, N, n0, n1); });
     return;
   }
@@ -90,18 +108,29 @@ void linear_forward_cpu(float* y, const float* x, WeightRef w, WeightRef b, int6
 void linear_backward_cpu(float* dx, float* dw, float* db, const float* dy, const float* x, WeightRef w, int64_t T,
                          int64_t K, int64_t N, bool accumulate_dx) {
   if (T <= 0 || N <= 0 || K <= 0) return;
+  const bool bf16 = matmul_bf16();
   if (dx) {
     const float beta = accumulate_dx ? 1.0f : 0.0f;
-    if (w.dtype == DType::F32) {
+    if (bf16 && w.dtype != DType::F16) {
+      gemm_bf16(false, false, T, K, N, 1.0f, dy, DType::F32, N, w.data, w.dtype, K, beta, dx, K);
+    } else if (w.dtype == DType::F32) {
       sgemm(false, false, T, K, N, 1.0f, dy, N, static_cast<const float*>(w.data), K, beta, dx, K);
     } else {
       // A frozen bf16/f16 weight (LoRA, frozen towers): widened once for this call.
       ScratchBuffer<float> wf(size_t(N * K));
       parallel_for(N, 64, [&](int64_t n0, int64_t n1) { widen_rows(wf.data() + n0 * K, w.data, w.dtype, K, n0, n1); });
-      sgemm(false, false, T, K, N, 1.0f, dy, N, wf.data(), K, beta, dx, K);
+      if (bf16)
+        gemm_bf16(false, false, T, K, N, 1.0f, dy, DType::F32, N, wf.data(), DType::F32, K, beta, dx, K);
+      else
+        sgemm(false, false, T, K, N, 1.0f, dy, N, wf.data(), K, beta, dx, K);
     }
   }
-  if (dw) sgemm(true, false, N, K, T, 1.0f, dy, N, x, K, 1.0f, dw, K);
+  if (dw) {
+    if (bf16)
+      gemm_bf16(true, false, N, K, T, 1.0f, dy, DType::F32, N, x, DType::F32, K, 1.0f, dw, K);
+    else
+      sgemm(true, false, N, K, T, 1.0f, dy, N, x, K, 1.0f, dw, K);
+  }
   if (db) {
     // Column sums in double, columns split over threads (each owns its columns: no reduction).
     parallel_for(N, 256, [&](int64_t n0, int64_t n1) {

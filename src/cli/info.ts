@@ -19,6 +19,8 @@ export async function run(argv: string[]): Promise<number> {
   console.log(`  kernels   ${b.kernels} (best on this CPU: ${b.bestKernels})`);
   console.log(`  threads   ${b.threads}`);
   console.log(`  BLAS      ${b.blas}`);
+  console.log(`  GEMM      ${b.gemm.auto}: ${b.gemm.reason}`);
+  console.log(`  bf16      ${b.gemm.bf16.reason}; matmul precision now ${b.gemm.precision}`);
   console.log(`  CUDA      ${b.cuda.compiled ? `compiled (runtime ${b.cuda.runtime}, sm_${b.cuda.architectures.join(', sm_')})` : 'not compiled'}; ` +
     `${b.cuda.devices.length ? b.cuda.devices.map((d) => `${d.index}: ${d.name} (cc ${d.computeCapability})`).join(', ') : 'no device'}`);
   return 0;

@@ -1,6 +1,7 @@
 // Log-prob gathering: log softmax(logits / T)[target] for every token, from logits or fused with
 // the LM head (hidden @ weight^T) so that no [N, V] tensor is ever made, and their backwards.
 import { checkBoolean, checkInteger, checkNumber, checkOneOf, checkOptions, checkTemperature } from '../errors.js';
+import { matmulPrecision } from '../backend.js';
 import { native, type StorageHandle, type TensorDesc } from '../native.js';
 import { expectTensor, indexTensor, Tensor } from '../tensor.js';
 import { checkNoOverlap } from './overlap.js';
@@ -24,10 +25,11 @@ declare module '../native.js' {
 }
 
 /**
- * The LM head's GEMM products: 'f32' (default), or 'bf16': hidden, weight (and, in the backward,
+ * The LM head's GEMM products: 'f32', or 'bf16': hidden, weight (and, in the backward,
  * the logits' gradient) rounded to bf16, products summed in f32, as PyTorch's bf16 autocast does;
  * a bf16 weight is then read as it is. Up to twice as fast on CPUs with AVX512_BF16
  * (`backend().gemm.bf16`), at the operands' bf16 precision (8 significant bits). CPU only.
+ * Unset, the process's matmulPrecision() (setMatmulPrecision; 'f32' unless changed) on the CPU.
  */
 export type Precision = 'f32' | 'bf16';
 
@@ -163,7 +165,7 @@ export interface LinearLogprobsOptions extends GatherOptions {
   /** f32 [V] added to the logits before the temperature. */
   bias?: Tensor;
   tile?: LinearTile;
-  /** The GEMMs' products: 'f32' (default) or 'bf16' (see Precision). */
+  /** The GEMMs' products: 'f32' or 'bf16' (see Precision; default matmulPrecision()). */
   precision?: Precision;
 }
 
@@ -179,7 +181,8 @@ function prepLinear(hidden: unknown, weight: unknown, targets: unknown, o: Linea
   const w = contiguous2d('weight', weight, ['f32', 'bf16', 'f16'], '[V, H]');
   if (w.shape[1] !== h.shape[1]) throw new RangeError(`Expected weight of shape [V, ${h.shape[1]}] (H of hidden) but received [${w.shape.join(', ')}]`);
   if (w.device !== h.device) throw new TypeError(`Expected weight on ${h.device} but received a tensor on ${w.device}`);
-  const precision = checkOneOf('precision', o.precision ?? 'f32', ['f32', 'bf16'] as const);
+  // Unset: the process's matmul precision on the CPU (setMatmulPrecision), f32 on CUDA.
+  const precision = o.precision === undefined ? (h.device === 'cpu' ? matmulPrecision() : 'f32') : checkOneOf('precision', o.precision, ['f32', 'bf16'] as const);
   if (precision === 'bf16' && h.device !== 'cpu') throw new TypeError(`Expected CPU tensors for precision 'bf16' but received hidden on ${h.device} (bf16 products run on the CPU)`);
   const bias = o.bias === undefined ? undefined : vec('bias', o.bias, w.shape[0]!, h.device);
   const temperature = temperatureOf(o);
@@ -221,7 +224,7 @@ export interface LinearBackwardOptions {
   accumulate?: boolean;
   /** false: no weight gradient at all (a frozen LM head: LoRA, frozen layers); dWeight is then absent. */
   weightGrad?: boolean;
-  /** The GEMMs' products: 'f32' (default) or 'bf16' (see Precision); pass the forward's. */
+  /** The GEMMs' products: 'f32' or 'bf16' (see Precision; default matmulPrecision()); the forward's. */
   precision?: Precision;
 }
 

@@ -1,4 +1,5 @@
 import { checkBoolean, checkNumber, checkOneOf, checkOptions } from '../errors.js';
+import { matmulPrecision } from '../backend.js';
 import { native, type StorageHandle } from '../native.js';
 import { expectTensor, Tensor } from '../tensor.js';
 import { checkNoOverlap } from './overlap.js';
@@ -17,7 +18,8 @@ export interface MatmulOptions {
    */
   impl?: 'auto' | 'blas' | 'builtin' | 'naive';
   /**
-   * 'f32' (default) or 'bf16': every element of op(a) and op(b) rounded to bf16 (8 significant
+   * 'f32' or 'bf16' (default: the process's matmulPrecision(), 'f32' unless setMatmulPrecision
+   * changed it; 'f32' on CUDA and for impl 'blas' / 'naive'). 'bf16': every element of op(a) and op(b) rounded to bf16 (8 significant
    * bits; bf16 tensors are taken as they are), the products summed in f32, as in PyTorch's bf16
    * autocast. On CPUs with AVX512_BF16 (Zen 4, Sapphire Rapids, Cooper Lake;
    * `backend().bf16Gemm` says) it runs at up to twice the f32 rate; elsewhere it computes the same
@@ -33,13 +35,16 @@ export interface MatmulOptions {
 
 function prepare(a: unknown, b: unknown, opts: MatmulOptions | undefined) {
   const o = checkOptions('options', opts);
-  const precision = checkOneOf('precision', o.precision ?? 'f32', ['f32', 'bf16'] as const);
+  const impl = checkOneOf('impl', o.impl ?? 'auto', ['auto', 'blas', 'builtin', 'naive'] as const);
+  const given = o.precision === undefined ? undefined : checkOneOf('precision', o.precision, ['f32', 'bf16'] as const);
+  const onCpu = a instanceof Tensor && a.device === 'cpu';
+  // Unset: the process's matmul precision, where it applies (the CPU's auto/builtin GEMM).
+  const precision = given ?? (onCpu && (impl === 'auto' || impl === 'builtin') ? matmulPrecision() : 'f32');
   const dtypes = precision === 'bf16' ? ['f32', 'bf16'] as const : ['f32'] as const;
   const ta = expectTensor('a', a, { dtypes: [...dtypes], ndim: 2, layout: '[M, K]' });
   const tb = expectTensor('b', b, { dtypes: [...dtypes], ndim: 2, layout: '[K, N]' });
   const transA = o.transA === undefined ? false : checkBoolean('transA', o.transA);
   const transB = o.transB === undefined ? false : checkBoolean('transB', o.transB);
-  const impl = checkOneOf('impl', o.impl ?? 'auto', ['auto', 'blas', 'builtin', 'naive'] as const);
   if (precision === 'bf16') {
     if (impl !== 'auto' && impl !== 'builtin') throw new TypeError(`Expected impl 'auto' or 'builtin' with precision 'bf16' but received '${impl}'`);
     if (ta.device !== 'cpu') throw new TypeError(`Expected a CPU tensor for precision 'bf16' but received a tensor on ${ta.device} (bf16 products run on the CPU)`);

@@ -230,6 +230,7 @@ CdpoResult linear_cdpo_cpu(float* d_hidden, float* d_weight, float* logp, const 
     a.token_block = p.token_block;
     a.vocab_chunk = p.vocab_chunk;
     a.cache_bytes = p.cache_bytes;
+    a.bf16 = p.bf16;
     CdpoBlockGrad grad(lp);
     fused_head_cpu(a, d_hidden, d_weight, logp, nullptr, dlogp.data(), lp.seq_level,
                    [&](const float* all) { grad.prepare_sequences(all); },

@@ -51,6 +51,7 @@ struct LinearCdpoParams {
   int64_t token_block = 256;
   int64_t vocab_chunk = 4096;
   int64_t cache_bytes = int64_t(60) << 20;  // 15 tiles of 4 MiB at N 256: 60.0 MiB of workspace in all
+  bool bf16 = false;                // GEMMs with bf16 products (gemm_bf16.h; CPU)
   CdpoParams loss;                  // N, B and the loss inputs; loss.logp is not read
 };
 
