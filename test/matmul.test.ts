@@ -190,17 +190,32 @@ test('backend().gemm reports the OpenBLAS pin as the environment set it, and the
   }
 });
 
-test('the builtin GEMM gives the same bits on 1 and 2 threads (each thread owns whole output tiles)', () => {
+test('the builtin GEMM and the bf16 one give the same bits on 1 and 2 threads (each thread owns whole output tiles)', () => {
   const prev = setNumThreads(1);
   try {
     for (const [M, N, K, ta, tb] of [[300, 1030, 520, false, true], [1030, 40, 300, true, false]] as const) {
       using a = Tensor.from(randomF32(M * K, 41), ta ? [K, M] : [M, K]);
       using b = Tensor.from(randomF32(K * N, 42), tb ? [N, K] : [K, N]);
-      setNumThreads(1);
-      using c1 = matmulSync(a, b, { transA: ta, transB: tb, impl: 'builtin' });
-      setNumThreads(2);
-      using c2 = matmulSync(a, b, { transA: ta, transB: tb, impl: 'builtin' });
-      assert.equal(c1.data, c2.data, `${M}x${N}x${K}`);
+      for (const precision of ['f32', 'bf16'] as const) {
+        setNumThreads(1);
+        using c1 = matmulSync(a, b, { transA: ta, transB: tb, impl: 'builtin', precision });
+        setNumThreads(2);
+        using c2 = matmulSync(a, b, { transA: ta, transB: tb, impl: 'builtin', precision });
+        assert.equal(c1.data, c2.data, `${precision} ${M}x${N}x${K}`);
+      }
+    }
+    // bf16 products below the VDPBF16PS level: the builtin f32 GEMM on rounded copies, also bit-stable.
+    for (const level of LEVELS.filter((l) => l !== 'avx512')) {
+      const was = setSimdLevel(level);
+      try {
+        using a = Tensor.from(randomF32(200 * 300, 43), [200, 300]);
+        using b = Tensor.from(randomF32(300 * 500, 44), [500, 300]);
+        setNumThreads(1);
+        using c1 = matmulSync(a, b, { transB: true, precision: 'bf16' });
+        setNumThreads(2);
+        using c2 = matmulSync(a, b, { transB: true, precision: 'bf16' });
+        assert.equal(c1.data, c2.data, `bf16 at ${level}`);
+      } finally { setSimdLevel(was); }
     }
   } finally { setNumThreads(prev); }
 });

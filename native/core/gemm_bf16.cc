@@ -122,10 +122,12 @@ void fallback(bool serial_only, bool transA, bool transB, int64_t M, int64_t N, 
   const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
   const std::vector<float> a = rounded(A, adt, ar, ac, lda, serial_only), b = rounded(B, bdt, br, bc, ldb, serial_only);
   const int64_t la = std::max<int64_t>(ac, 1), lb = std::max<int64_t>(bc, 1);
+  // The builtin GEMM, not Auto's pick: its threads own whole output tiles, so bf16 products give
+  // the same bits on any thread count here too (OpenBLAS splits K for some shapes).
   if (serial_only)
     sgemm_serial(transA, transB, M, N, K, alpha, a.data(), la, b.data(), lb, beta, C, ldc);
   else
-    sgemm(transA, transB, M, N, K, alpha, a.data(), la, b.data(), lb, beta, C, ldc);
+    sgemm(transA, transB, M, N, K, alpha, a.data(), la, b.data(), lb, beta, C, ldc, GemmImpl::Builtin);
 }
 
 // Operands as the threads' slices see them: [b, e) of the split dimension.
