@@ -1,4 +1,4 @@
-// The CDPO loss and the GRPO family: against a float64 reference of ../shared/docs/cdpo.md written
+// The CDPO loss and the GRPO family: against a float64 reference of docs/algorithm.md written
 // here (every loss type x importance-sampling level x optional old/ref/bias log-probs), against
 // PyTorch autograd (ties of the min, clamp bounds), finite differences, group advantages, errors.
 import { test } from 'uvu';
@@ -8,6 +8,7 @@ import { backend, setNumThreads, setSimdLevel } from '../src/backend.js';
 import { cdpoLoss, cdpoLossSync, groupAdvantages, groupAdvantagesSync, linearCdpo, linearCdpoSync, type CdpoLossArgs, type CdpoOptions, type LinearCdpoArgs } from '../src/kernels/cdpo.js';
 import { linearLogprobsBackwardSync, linearLogprobsSync } from '../src/kernels/gather.js';
 import { Tensor } from '../src/tensor.js';
+import { maskedCdpoLoss } from '../src/train/masked.js';
 import { reference, type Case } from './cdpo_ref.js';
 import { assertRel, rejectsLike, relErr, rng, throwsLike } from './helpers.js';
 import { noPython, runPython, skip } from './skip.js';
@@ -95,6 +96,41 @@ function matrix(): void {
   }
   assert.is(n, 64);
 }
+
+test('masked completions (maskTruncatedCompletions, no reward): no loss, TRL\'s normalisers, metrics over the kept tokens; every lossType x importance sampling', async () => {
+  let seed = 700;
+  for (const lossType of LOSS_TYPES) for (const importanceSampling of LEVELS) for (const keep of [[true, false, true, true, false, true, true, false], [false, false, false, true, false, false, false, false]]) {
+    const lens = [5, 1, 9, 0, 3, 12, 1, 7];
+    const keptTokens = lens.reduce((a, l, i) => a + (keep[i] ? l : 0), 0);
+    // dapo: the whole step's kept tokens, more than this micro-batch's
+    const opts: CdpoOptions = { lossType, importanceSampling, betaRef: 0.04, betaBias: 0.1, ...(lossType === 'dapo' ? { activeTokens: keptTokens + 9 } : {}) };
+    const c = { ...makeCase(seed++, lens, opts, { old: true, ref: true, bias: true }), keep };
+    const want = reference(c);
+    const toF32 = (x: ArrayLike<number> | undefined) => Float32Array.from(x!);
+    const r = await maskedCdpoLoss({ ...opts, logprobs: toF32(c.lp), oldLogprobs: toF32(c.old), refLogprobs: toF32(c.ref), biasLogprobs: toF32(c.bias),
+      advantages: toF32(c.adv), seqOffsets: c.off }, keep);
+    const what = `${lossType}/${importanceSampling}/keep ${keep.map(Number).join('')}`;
+    assert.ok(scalarRel(r.loss, want.loss) < 1e-6, `${what}: loss ${r.loss} vs ${want.loss}`);
+    assertRel(r.dLogprobs, want.grad, 1e-5, `${what}: gradient`);
+    for (let i = 0; i < keep.length; i++) if (!keep[i]) for (let t = c.off[i]!; t < c.off[i + 1]!; t++) assert.is(r.dLogprobs[t], 0, `${what}: masked token ${t}`);
+    for (const k of ['klRef', 'klBias', 'clipLow', 'clipHigh', 'ratioMean'] as const) {
+      const g = r.metrics![k]!, w = want[k]!;
+      assert.ok(scalarRel(g, w) < 1e-6 || (g === 0 && w === 0), `${what}: ${k} ${g} vs ${w}`);
+    }
+    // Without masks it is cdpoLoss.
+    const plain = await maskedCdpoLoss({ ...opts, logprobs: toF32(c.lp), oldLogprobs: toF32(c.old), refLogprobs: toF32(c.ref), biasLogprobs: toF32(c.bias),
+      advantages: toF32(c.adv), seqOffsets: c.off, ...(lossType === 'dapo' ? { activeTokens: c.lp.length + 9 } : {}) }, keep.map(() => true));
+    const ref0 = reference({ ...c, keep: undefined, opts: { ...opts, ...(lossType === 'dapo' ? { activeTokens: c.lp.length + 9 } : {}) } });
+    assert.ok(scalarRel(plain.loss, ref0.loss) < 1e-6, `${what}: unmasked loss`);
+  }
+  // Every completion masked: nothing to learn from.
+  const c = makeCase(1, [3, 2], {}, { old: false, ref: false, bias: false });
+  const none = await maskedCdpoLoss({ logprobs: Float32Array.from(c.lp), advantages: Float32Array.from(c.adv), seqOffsets: c.off }, [false, false]);
+  assert.is(none.loss, 0);
+  assert.equal(Array.from(none.dLogprobs), [0, 0, 0, 0, 0]);
+  assert.is(none.metrics, null);
+  await rejectsLike(maskedCdpoLoss({ logprobs: Float32Array.from(c.lp), advantages: Float32Array.from(c.adv), seqOffsets: c.off }, [true]), RangeError, /2 entries for keep/);
+});
 
 test('non-default options: betas, clamp, asymmetric eps, delta, maxCompletionLength, activeTokens', () => {
   let seed = 300;

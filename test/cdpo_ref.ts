@@ -10,6 +10,8 @@ export interface Case {
   adv: ArrayLike<number>;
   off: Int32Array;
   opts: CdpoOptions;
+  /** Per completion: false masks it as TRL's completion mask does (no loss; not counted by bnpo's and dapo's normalisers, still in grpo's and dr_grpo's B). */
+  keep?: ArrayLike<boolean>;
 }
 
 export interface Ref { loss: number; grad: Float64Array; klRef: number | null; klBias: number | null; clipLow: number; clipHigh: number; ratioMean: number }
@@ -23,13 +25,16 @@ export function reference(c: Case): Ref {
   const type = o.lossType ?? 'grpo', seq = o.importanceSampling === 'sequence';
   const lens = Array.from({ length: B }, (_, i) => c.off[i + 1]! - c.off[i]!);
   const maxLen = o.maxCompletionLength ?? Math.max(1, ...lens);
-  const active = o.activeTokens ?? Math.max(N, 1);
+  const kept = (i: number) => !c.keep || c.keep[i]!;
+  const Nk = lens.reduce((a, l, i) => a + (kept(i) ? l : 0), 0);
+  const active = o.activeTokens ?? Math.max(Nk, 1);
   const grad = new Float64Array(N);
   let loss = 0, klR = 0, klB = 0, cl = 0, ch = 0, rs = 0;
   for (let i = 0; i < B; i++) {
+    if (!kept(i)) continue;
     const t0 = c.off[i]!, t1 = c.off[i + 1]!, len = t1 - t0, A = c.adv[i]!;
     // normaliser of this completion's token sum
-    const norm = type === 'grpo' ? B * Math.max(len, 1) : type === 'bnpo' ? Math.max(N, 1) : type === 'dr_grpo' ? B * maxLen : active;
+    const norm = type === 'grpo' ? B * Math.max(len, 1) : type === 'bnpo' ? Math.max(Nk, 1) : type === 'dr_grpo' ? B * maxLen : active;
     let seqLogW = 0;
     if (seq && c.old) { for (let t = t0; t < t1; t++) seqLogW += c.lp[t]! - c.old[t]!; seqLogW /= Math.max(len, 1); }
     for (let t = t0; t < t1; t++) {
@@ -58,7 +63,8 @@ export function reference(c: Case): Ref {
       rs += rho;
     }
   }
-  const n = Math.max(N, 1);
-  return { loss, grad, klRef: c.ref ? (N ? klR / n : 0) : null, klBias: c.bias ? (N ? klB / n : 0) : null, clipLow: N ? cl / n : 0, clipHigh: N ? ch / n : 0, ratioMean: N ? rs / n : 0 };
+  // metrics: means over the tokens that carry loss
+  const n = Math.max(Nk, 1);
+  return { loss, grad, klRef: c.ref ? (Nk ? klR / n : 0) : null, klBias: c.bias ? (Nk ? klB / n : 0) : null, clipLow: Nk ? cl / n : 0, clipHigh: Nk ? ch / n : 0, ratioMean: Nk ? rs / n : 0 };
 }
 

@@ -18,13 +18,14 @@ import type { LoadedRow } from '../data/dataset.js';
 import { loadModel } from '../infer/load.js';
 import type { QwenModel } from '../infer/model.js';
 import { rollout } from '../infer/rollout.js';
-import { cdpoLoss, linearCdpo, type CdpoLossType, type AdvantageScale, type ImportanceSampling } from '../kernels/cdpo.js';
+import { linearCdpo, type CdpoLossType, type AdvantageScale, type ImportanceSampling } from '../kernels/cdpo.js';
 import { linearLogprobs, linearLogprobsBackward } from '../kernels/gather.js';
 import * as ops from '../model/ops.js';
 import type { TrainOptions } from '../model/qwen.js';
 import { Tensor } from '../tensor.js';
 import { collate, mediaInputs, PromptCache, rolloutPrompt, type Prompt } from './examples.js';
 import { gatherRows, scatterRows, scoredTokens } from './logprobs.js';
+import { maskedCdpoLoss } from './masked.js';
 import { evalReward, rewardName, type Reward } from './rewards.js';
 import { loadRows, trainConfig, type DataOptions } from './sft.js';
 import { trainLoop, type LoopOptions, type LoopResult, type TrainTask } from './trainer.js';
@@ -251,6 +252,8 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
   const scale = checkOneOf('scaleRewards', o.scaleRewards ?? 'group', ['group', 'batch', 'none']);
   const algorithm = checkOneOf('algorithm', o.algorithm ?? 'grpo', ['grpo', 't-grpo', 'tw-grpo']);
   const maskTrunc = o.maskTruncatedCompletions === undefined ? false : checkBoolean('maskTruncatedCompletions', o.maskTruncatedCompletions);
+  // A completion that carries no loss: cut at maxCompletionLength under maskTruncatedCompletions, or without a reward.
+  const dropped = (s: Sample) => (maskTrunc && s.finish === 'length') || s.reward === null;
   const topEnt = checkNumber('topEntropyQuantile', o.topEntropyQuantile ?? 1, 0, 1, { exclusiveMin: true });
   const rewards = o.rewards ?? (['accuracy', 'format'] as Reward[]);
   if (!Array.isArray(rewards) || rewards.length === 0) throw typeError('rewards', 'a non-empty array of rewards', rewards);
@@ -438,7 +441,8 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
         ...(o.epsLow !== undefined ? { epsLow: o.epsLow } : {}), ...(o.epsHigh !== undefined ? { epsHigh: o.epsHigh } : {}),
         ...(o.delta !== undefined ? { delta: o.delta } : {}), ...(o.klClamp !== undefined ? { klClamp: o.klClamp } : {}),
         ...(lossType === 'dr_grpo' ? { maxCompletionLength: maxLen } : {}),
-        ...(lossType === 'dapo' ? { activeTokens: stepSamples.reduce((a, s) => a + s.tokens.length, 0) } : {}),
+        // dapo divides by the step's tokens that carry loss (masked completions' do not: masked.ts).
+        ...(lossType === 'dapo' ? { activeTokens: Math.max(1, stepSamples.reduce((a, s) => a + (dropped(s) ? 0 : s.tokens.length), 0)) } : {}),
       };
       const old = pack((s) => s.old), biasLp = pack((s) => s.bias), refLp = pack((s) => s.ref);
       if (old) Object.assign(inputs, { oldLogprobs: old });
@@ -464,11 +468,14 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
         r.logprobs.dispose();
       } else {
         const lp = await linearLogprobs(h, model.lmHead, sc.targets, { entropy: true, temperature: T });
-        const r = await cdpoLoss({ logprobs: lp.logprobs, ...inputs });
+        // Completions masked out (truncated under maskTruncatedCompletions, or without a reward)
+        // leave the loss and its normalisers as TRL's completion mask does (masked.ts).
+        const r = await maskedCdpoLoss({ ...inputs, logprobs: lp.logprobs.data as Float32Array, seqOffsets: Int32Array.from(sc.offsets),
+          ...(old ? { oldLogprobs: old } : {}), ...(biasLp ? { biasLogprobs: biasLp } : {}), ...(refLp ? { refLogprobs: refLp } : {}) }, part.map((s) => !dropped(s)));
         w = new Float32Array(N).fill(1);
         part.forEach((s, i) => {
           for (let k = sc.offsets[i]!; k < sc.offsets[i + 1]!; k++) {
-            if ((maskTrunc && s.finish === 'length') || s.reward === null) w![k] = 0;
+            if (dropped(s)) w![k] = 0;
             else if (s.weights) w![k] = s.weights[k - sc.offsets[i]!]!;
           }
         });
@@ -482,15 +489,16 @@ export async function trainGrpo(options: RlOptions): Promise<LoopResult> {
         // losses add up to the step's, so neither the gradient nor the loss is divided by micros
         // (the loop averages the losses it is given: it gets micros x this micro-batch's share).
         const perMicro = lossType === 'dapo' ? 1 : micros;
-        const d = r.dLogprobs.data as Float32Array;
+        const d = r.dLogprobs;
         for (let k = 0; k < N; k++) d[k]! *= w[k]! / perMicro;
-        const g = await linearLogprobsBackward(h, model.lmHead, sc.targets, lp.lse, r.dLogprobs, { temperature: T, ...(head ? { dWeight: head, accumulate: micro > 0 } : { weightGrad: false }) });
+        const dT = Tensor.from(d);
+        const g = await linearLogprobsBackward(h, model.lmHead, sc.targets, lp.lse, dT, { temperature: T, ...(head ? { dWeight: head, accumulate: micro > 0 } : { weightGrad: false }) });
         loss = lossType === 'dapo' ? r.loss * micros : r.loss;
         let kept = 0;
         for (let k = 0; k < N; k++) if (w[k]! > 0) kept++;
-        metrics = { ...(r.metrics as unknown as Record<string, number>), entropy: mean(Array.from(lp.entropy!.data as Float32Array)), lossTokens: N ? kept / N : 0 };
+        metrics = { ...(r.metrics ? r.metrics as unknown as Record<string, number> : {}), entropy: mean(Array.from(lp.entropy!.data as Float32Array)), lossTokens: N ? kept / N : 0 };
         dHidden = g.dHidden;
-        for (const t of [lp.logprobs, lp.lse, lp.entropy!, r.dLogprobs]) t.dispose();
+        for (const t of [lp.logprobs, lp.lse, lp.entropy!, dT]) t.dispose();
       }
       const dh = scatterRows(dHidden, sc.rows, out.hidden.shape);
       await model.backward(out, { dHidden: dh });
