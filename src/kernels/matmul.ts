@@ -19,12 +19,12 @@ export interface MatmulOptions {
   impl?: 'auto' | 'blas' | 'builtin' | 'naive';
   /**
    * 'f32' or 'bf16' (default: the process's matmulPrecision(), 'f32' unless setMatmulPrecision
-   * changed it; 'f32' on CUDA and for impl 'blas' / 'naive'). 'bf16': every element of op(a) and op(b) rounded to bf16 (8 significant
-   * bits; bf16 tensors are taken as they are), the products summed in f32, as in PyTorch's bf16
-   * autocast. On CPUs with AVX512_BF16 (Zen 4, Sapphire Rapids, Cooper Lake;
-   * `backend().bf16Gemm` says) it runs at up to twice the f32 rate; elsewhere it computes the same
-   * products with the f32 GEMM, no faster. a and b may then be bf16 tensors. CPU only; `impl` must
-   * be 'auto' or 'builtin'.
+   * changed it; 'f32' on CUDA and for impl 'blas' / 'naive'). 'bf16': every element of op(a) and
+   * op(b) rounded to bf16 (8 significant bits; bf16 tensors are taken as they are, so a and b may
+   * then be bf16), the products summed in f32, as in PyTorch's bf16 autocast. On CPUs with
+   * AVX512_BF16 (Zen 4, Sapphire Rapids, Cooper Lake; `backend().gemm.bf16` says) it runs at up
+   * to twice the f32 rate; elsewhere it computes the same products with the f32 GEMM, no faster.
+   * CPU only; `impl` must be 'auto' or 'builtin'.
    */
   precision?: 'f32' | 'bf16';
   /** Scales the product (default 1). */
@@ -76,8 +76,9 @@ function finish(h: StorageHandle | undefined, out: Tensor | undefined, M: number
 }
 
 /**
- * C = alpha op(a) op(b) (+ beta out) for 2-D f32 tensors (f32 or bf16 with precision 'bf16'), on a native thread (the event loop
- * keeps running). a and b may be transposed views (a.transpose()) without a copy.
+ * C = alpha op(a) op(b) (+ beta out) for 2-D f32 tensors (also bf16 with precision 'bf16'), on a
+ * native thread (the event loop keeps running). a and b may be transposed views (a.transpose())
+ * without a copy.
  */
 export async function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Promise<Tensor> {
   const p = prepare(a, b, opts);
