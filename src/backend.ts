@@ -39,6 +39,18 @@ export function matmulPrecision(): 'f32' | 'bf16' {
 }
 
 /**
+ * @internal A kernel's `precision` option: checked when given ('bf16' only for CPU tensors, `what`
+ * names the tensor for the message); unset, the process's matmulPrecision() where bf16 products
+ * apply (CPU tensors and `applies`), else 'f32'.
+ */
+export function precisionOption(given: unknown, device: string, what: string, applies = true): 'f32' | 'bf16' {
+  if (given === undefined) return device === 'cpu' && applies ? matmulPrecision() : 'f32';
+  const p = checkOneOf('precision', given, ['f32', 'bf16'] as const);
+  if (p === 'bf16' && device !== 'cpu') throw new TypeError(`Expected CPU tensors for precision 'bf16' but received ${what} on ${device} (bf16 products run on the CPU)`);
+  return p;
+}
+
+/**
  * Caps the SIMD level of the native kernels ('scalar', 'avx2', 'avx512'; never above what the CPU
  * has) and returns the previous level. Tests use it to cover every path; VT_SIMD does the same at
  * start. Takes effect for calls started afterwards.

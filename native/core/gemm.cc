@@ -150,23 +150,29 @@ static void sgemm_naive(bool transA, bool transB, int64_t M, int64_t N, int64_t 
     }
 }
 
-static void sgemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void gemm_split(int64_t M, int64_t N, int64_t K, int mr, int nr,
+                const std::function<void(bool split_n, int64_t b, int64_t e)>& run) {
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const int nth = flops < 2e6 ? 1 : num_threads();
-  if (nth <= 1) {
-    sgemm_serial(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
   // Split the wider of the two output dimensions, in whole register tiles.
   const bool split_n = N >= M;
-  const detail::GemmKernels kern = pick_kernels();
-  const int64_t extent = split_n ? N : M, unit = split_n ? kern.nr : kern.mr;
+  const int64_t extent = split_n ? N : M, unit = split_n ? nr : mr;
+  if (nth <= 1) {
+    run(split_n, 0, extent);
+    return;
+  }
   const int64_t tiles = (extent + unit - 1) / unit;
   parallel_run(int(std::min<int64_t>(nth, tiles)), [&](int tid, int nt) {
     const int64_t t0 = tiles * tid / nt, t1 = tiles * (tid + 1) / nt;
     const int64_t b = t0 * unit, e = std::min(extent, t1 * unit);
-    if (b >= e) return;
+    if (b < e) run(split_n, b, e);
+  });
+}
+
+static void sgemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const detail::GemmKernels kern = pick_kernels();
+  gemm_split(M, N, K, kern.mr, kern.nr, [&](bool split_n, int64_t b, int64_t e) {
     if (split_n)
       sgemm_serial(transA, transB, M, e - b, K, alpha, A, lda, transB ? B + b * ldb : B + b, ldb, beta, C + b, ldc);
     else

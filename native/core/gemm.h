@@ -4,6 +4,7 @@
 // Strides are in elements. When beta == 0, C is not read (it may hold NaN).
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace vt {
 
@@ -19,6 +20,13 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
 // where a BLAS would start threads of its own).
 void sgemm_serial(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// The builtin GEMMs' threading (f32 and bf16 alike): the wider output dimension is split among
+// the threads in whole register tiles (mr rows or nr columns), so that each thread owns its
+// outputs and the bits do not depend on the thread count. run(split_n, b, e) computes rows
+// [b, e) of C (split_n false) or its columns [b, e); one call on this thread for small problems.
+void gemm_split(int64_t M, int64_t N, int64_t K, int mr, int nr,
+                const std::function<void(bool split_n, int64_t b, int64_t e)>& run);
 
 // What GemmImpl::Auto runs on this CPU at the current SIMD level, and why (for backend()).
 struct GemmChoice {

@@ -22,57 +22,30 @@ namespace {
 constexpr int MR = 12, NR = 32;
 
 // R rows of the 12 x 32 tile: 2R zmm accumulators + 2 B vectors + 1 broadcast (27 of 32 at
-// R = 12), 24 FMAs per pair of B loads. The C rows are prefetched first: they are read (beta != 0)
-// or written only after the k loop, and a tile's rows lie ldc apart, on separate pages for
-// large N.
-template <int R>
-void ukr(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta, int n) {
-  for (int i = 0; i < R; ++i) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
-  }
-  __m512 acc[R][2];
-  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
-    for (int i = 0; i < R; ++i) {
-      const __m512 a = _mm512_set1_ps(ap[i]);
-      acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+// R = 12), 24 FMAs per pair of B loads; the frame (C prefetch, store) is gemm_avx512_util.h's.
+struct Ukr {
+  template <int R>
+  static void run(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta, int n) {
+    prefetch_tile_rows<R>(c, ldc);
+    __m512 acc[R][2];
+    for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; ++k) {
+      const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+      for (int i = 0; i < R; ++i) {
+        const __m512 a = _mm512_set1_ps(ap[i]);
+        acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+      }
+      ap += MR;
+      bp += NR;
     }
-    ap += MR;
-    bp += NR;
+    store_tile_rows<R>(acc, c, ldc, alpha, beta, n);
   }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  const __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
-  for (int i = 0; i < R; ++i) {
-    float* ci = c + i * ldc;
-    __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
-    if (beta != 0.0f) {
-      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
-    }
-    _mm512_mask_storeu_ps(ci, m0, r0);
-    _mm512_mask_storeu_ps(ci + 16, m1, r1);
-  }
-}
+};
 
 void ukr_any(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta, int m,
              int n) {
-  switch (m) {
-    case 1: return ukr<1>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 2: return ukr<2>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 3: return ukr<3>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 4: return ukr<4>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 5: return ukr<5>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 6: return ukr<6>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 7: return ukr<7>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 8: return ukr<8>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 9: return ukr<9>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 10: return ukr<10>(kc, ap, bp, c, ldc, alpha, beta, n);
-    case 11: return ukr<11>(kc, ap, bp, c, ldc, alpha, beta, n);
-    default: return ukr<12>(kc, ap, bp, c, ldc, alpha, beta, n);
-  }
+  run_rows<Ukr>(m, kc, ap, bp, c, ldc, alpha, beta, n);
 }
 
 // Groups of 16 rows, 16 values of k at a time: masked loads for the k tail, zero rows past

@@ -155,18 +155,17 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
   if (M <= 0 || N <= 0) return;
   if (!gemm_bf16_native() || K <= 0) return fallback(false, transA, transB, M, N, K, alpha, A, adt, lda, B, bdt, ldb, beta, C, ldc);
   const detail::Bf16Kernels& kern = *kernels();
-  const double flops = 2.0 * double(M) * double(N) * double(K);
-  const int nth = flops < 2e6 ? 1 : num_threads();
-  // Split the wider output dimension in whole register tiles, as the f32 GEMM does.
-  const bool split_n = N >= M;
-  const int64_t extent = split_n ? N : M, unit = split_n ? NR : MR;
-  const int64_t tiles = (extent + unit - 1) / unit;
-  if (nth <= 1) return run_part(kern, split_n, 0, extent, transA, transB, M, N, K, alpha, A, adt, lda, B, bdt, ldb, beta, C, ldc);
-  parallel_run(int(std::min<int64_t>(nth, tiles)), [&](int tid, int nt) {
-    const int64_t t0 = tiles * tid / nt, t1 = tiles * (tid + 1) / nt;
-    const int64_t b = t0 * unit, e = std::min(extent, t1 * unit);
-    if (b < e) run_part(kern, split_n, b, e, transA, transB, M, N, K, alpha, A, adt, lda, B, bdt, ldb, beta, C, ldc);
+  gemm_split(M, N, K, MR, NR, [&](bool split_n, int64_t b, int64_t e) {
+    run_part(kern, split_n, b, e, transA, transB, M, N, K, alpha, A, adt, lda, B, bdt, ldb, beta, C, ldc);
   });
+}
+
+void sgemm_at(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (bf16)
+    gemm_bf16(transA, transB, M, N, K, alpha, A, DType::F32, lda, B, DType::F32, ldb, beta, C, ldc);
+  else
+    sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_bf16_serial(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, DType adt,

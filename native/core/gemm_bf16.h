@@ -26,6 +26,10 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
 void gemm_bf16_serial(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const void* A, DType adt,
                       int64_t lda, const void* B, DType bdt, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// f32 operands at a chosen precision: gemm_bf16 when bf16, else sgemm (GemmImpl::Auto).
+void sgemm_at(bool bf16, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
 // Whether gemm_bf16 runs the VDPBF16PS kernels now (the CPU has AVX512_BF16, the level is Avx512).
 bool gemm_bf16_native();
 

@@ -37,55 +37,30 @@ inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
 inline __m512i as_si(__m512bh v) { return (__m512i)v; }
 
 // R rows of the tile: 2R accumulators, per pair of k two B loads and R broadcasts of an A pair,
-// 2R VDPBF16PS (4R products). As the f32 kernel: C rows prefetched first.
-template <int R>
-void ukr(int64_t kp, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc, float alpha, float beta, int n) {
-  for (int i = 0; i < R; ++i) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
-  }
-  __m512 acc[R][2];
-  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kp; ++k) {
-    const __m512bh b0 = as_bh(_mm512_load_si512(bp)), b1 = as_bh(_mm512_load_si512(bp + 16));
-    for (int i = 0; i < R; ++i) {
-      const __m512bh a = as_bh(_mm512_set1_epi32(int(ap[i])));
-      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
-      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
+// 2R VDPBF16PS (4R products), in the f32 kernel's frame (gemm_avx512_util.h).
+struct Ukr {
+  template <int R>
+  static void run(int64_t kp, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc, float alpha, float beta, int n) {
+    prefetch_tile_rows<R>(c, ldc);
+    __m512 acc[R][2];
+    for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kp; ++k) {
+      const __m512bh b0 = as_bh(_mm512_load_si512(bp)), b1 = as_bh(_mm512_load_si512(bp + 16));
+      for (int i = 0; i < R; ++i) {
+        const __m512bh a = as_bh(_mm512_set1_epi32(int(ap[i])));
+        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
+        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
+      }
+      ap += MR;
+      bp += NR;
     }
-    ap += MR;
-    bp += NR;
+    store_tile_rows<R>(acc, c, ldc, alpha, beta, n);
   }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  const __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
-  for (int i = 0; i < R; ++i) {
-    float* ci = c + i * ldc;
-    __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
-    if (beta != 0.0f) {
-      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
-    }
-    _mm512_mask_storeu_ps(ci, m0, r0);
-    _mm512_mask_storeu_ps(ci + 16, m1, r1);
-  }
-}
+};
 
 void ukr_any(int64_t kp, const uint32_t* ap, const uint32_t* bp, float* c, int64_t ldc, float alpha, float beta, int m,
              int n) {
-  switch (m) {
-    case 1: return ukr<1>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 2: return ukr<2>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 3: return ukr<3>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 4: return ukr<4>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 5: return ukr<5>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 6: return ukr<6>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 7: return ukr<7>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 8: return ukr<8>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 9: return ukr<9>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 10: return ukr<10>(kp, ap, bp, c, ldc, alpha, beta, n);
-    case 11: return ukr<11>(kp, ap, bp, c, ldc, alpha, beta, n);
-    default: return ukr<12>(kp, ap, bp, c, ldc, alpha, beta, n);
-  }
+  run_rows<Ukr>(m, kp, ap, bp, c, ldc, alpha, beta, n);
 }
 
 // 32 values of one row along k (kn <= 32 valid, the rest 0) as 16 pairs.

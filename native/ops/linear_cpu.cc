@@ -119,18 +119,10 @@ void linear_backward_cpu(float* dx, float* dw, float* db, const float* dy, const
       // A frozen bf16/f16 weight (LoRA, frozen towers): widened once for this call.
       ScratchBuffer<float> wf(size_t(N * K));
       parallel_for(N, 64, [&](int64_t n0, int64_t n1) { widen_rows(wf.data() + n0 * K, w.data, w.dtype, K, n0, n1); });
-      if (bf16)
-        gemm_bf16(false, false, T, K, N, 1.0f, dy, DType::F32, N, wf.data(), DType::F32, K, beta, dx, K);
-      else
-        sgemm(false, false, T, K, N, 1.0f, dy, N, wf.data(), K, beta, dx, K);
+      sgemm_at(bf16, false, false, T, K, N, 1.0f, dy, N, wf.data(), K, beta, dx, K);
     }
   }
-  if (dw) {
-    if (bf16)
-      gemm_bf16(true, false, N, K, T, 1.0f, dy, DType::F32, N, x, DType::F32, K, 1.0f, dw, K);
-    else
-      sgemm(true, false, N, K, T, 1.0f, dy, N, x, K, 1.0f, dw, K);
-  }
+  if (dw) sgemm_at(bf16, true, false, N, K, T, 1.0f, dy, N, x, K, 1.0f, dw, K);
   if (db) {
     // Column sums in double, columns split over threads (each owns its columns: no reduction).
     parallel_for(N, 256, [&](int64_t n0, int64_t n1) {

@@ -2,7 +2,7 @@
 // advantages, the loss with its gradient w.r.t. the policy log-probs, and the form fused with the
 // LM head (linearCdpo). Native code: native/kernels/cdpo*.
 import { checkBoolean, checkInteger, checkNumber, checkOneOf, checkOptions, checkTemperature, typeError } from '../errors.js';
-import { matmulPrecision } from '../backend.js';
+import { precisionOption } from '../backend.js';
 import { native, type StorageHandle, type TensorDesc } from '../native.js';
 import { expectTensor, indexTensor, Tensor } from '../tensor.js';
 
@@ -414,8 +414,7 @@ function prepareLinear(args: LinearCdpoArgs) {
       if (dWeight.device !== hidden.device) throw new TypeError(`Expected dWeight on ${hidden.device} (the device of hidden) but received one on ${dWeight.device}`);
     }
     const accumulate = a.accumulate === undefined ? true : checkBoolean('accumulate', a.accumulate);
-    const precision = a.precision === undefined ? (hidden.device === 'cpu' ? matmulPrecision() : 'f32') : checkOneOf('precision', a.precision, ['f32', 'bf16'] as const);
-    if (precision === 'bf16' && hidden.device !== 'cpu') throw new TypeError(`Expected CPU tensors for precision 'bf16' but received hidden on ${hidden.device} (bf16 products run on the CPU)`);
+    const precision = precisionOption(a.precision, hidden.device, 'hidden');
     const p = prepareCdpoInputs(a, N, hidden.device, owned, 'hidden');
     // tests only: small tiles and caches cover the tiling logic
     const knobs = a as { _cacheBytes?: unknown; _tokenBlock?: unknown; _vocabChunk?: unknown };

@@ -1,7 +1,7 @@
 // Log-prob gathering: log softmax(logits / T)[target] for every token, from logits or fused with
 // the LM head (hidden @ weight^T) so that no [N, V] tensor is ever made, and their backwards.
-import { checkBoolean, checkInteger, checkNumber, checkOneOf, checkOptions, checkTemperature } from '../errors.js';
-import { matmulPrecision } from '../backend.js';
+import { checkBoolean, checkInteger, checkNumber, checkOptions, checkTemperature } from '../errors.js';
+import { precisionOption } from '../backend.js';
 import { native, type StorageHandle, type TensorDesc } from '../native.js';
 import { expectTensor, indexTensor, Tensor } from '../tensor.js';
 import { checkNoOverlap } from './overlap.js';
@@ -181,9 +181,7 @@ function prepLinear(hidden: unknown, weight: unknown, targets: unknown, o: Linea
   const w = contiguous2d('weight', weight, ['f32', 'bf16', 'f16'], '[V, H]');
   if (w.shape[1] !== h.shape[1]) throw new RangeError(`Expected weight of shape [V, ${h.shape[1]}] (H of hidden) but received [${w.shape.join(', ')}]`);
   if (w.device !== h.device) throw new TypeError(`Expected weight on ${h.device} but received a tensor on ${w.device}`);
-  // Unset: the process's matmul precision on the CPU (setMatmulPrecision), f32 on CUDA.
-  const precision = o.precision === undefined ? (h.device === 'cpu' ? matmulPrecision() : 'f32') : checkOneOf('precision', o.precision, ['f32', 'bf16'] as const);
-  if (precision === 'bf16' && h.device !== 'cpu') throw new TypeError(`Expected CPU tensors for precision 'bf16' but received hidden on ${h.device} (bf16 products run on the CPU)`);
+  const precision = precisionOption(o.precision, h.device, 'hidden');
   const bias = o.bias === undefined ? undefined : vec('bias', o.bias, w.shape[0]!, h.device);
   const temperature = temperatureOf(o);
   const tile = tileOf(o.tile);

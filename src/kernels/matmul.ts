@@ -1,5 +1,5 @@
 import { checkBoolean, checkNumber, checkOneOf, checkOptions } from '../errors.js';
-import { matmulPrecision } from '../backend.js';
+import { precisionOption } from '../backend.js';
 import { native, type StorageHandle } from '../native.js';
 import { expectTensor, Tensor } from '../tensor.js';
 import { checkNoOverlap } from './overlap.js';
@@ -36,19 +36,14 @@ export interface MatmulOptions {
 function prepare(a: unknown, b: unknown, opts: MatmulOptions | undefined) {
   const o = checkOptions('options', opts);
   const impl = checkOneOf('impl', o.impl ?? 'auto', ['auto', 'blas', 'builtin', 'naive'] as const);
-  const given = o.precision === undefined ? undefined : checkOneOf('precision', o.precision, ['f32', 'bf16'] as const);
-  const onCpu = a instanceof Tensor && a.device === 'cpu';
-  // Unset: the process's matmul precision, where it applies (the CPU's auto/builtin GEMM).
-  const precision = given ?? (onCpu && (impl === 'auto' || impl === 'builtin') ? matmulPrecision() : 'f32');
+  // Unset: the process's matmul precision where it applies (the CPU's auto/builtin GEMM).
+  const precision = precisionOption(o.precision, a instanceof Tensor ? a.device : 'cpu', 'tensor a', impl === 'auto' || impl === 'builtin');
   const dtypes = precision === 'bf16' ? ['f32', 'bf16'] as const : ['f32'] as const;
   const ta = expectTensor('a', a, { dtypes: [...dtypes], ndim: 2, layout: '[M, K]' });
   const tb = expectTensor('b', b, { dtypes: [...dtypes], ndim: 2, layout: '[K, N]' });
   const transA = o.transA === undefined ? false : checkBoolean('transA', o.transA);
   const transB = o.transB === undefined ? false : checkBoolean('transB', o.transB);
-  if (precision === 'bf16') {
-    if (impl !== 'auto' && impl !== 'builtin') throw new TypeError(`Expected impl 'auto' or 'builtin' with precision 'bf16' but received '${impl}'`);
-    if (ta.device !== 'cpu') throw new TypeError(`Expected a CPU tensor for precision 'bf16' but received a tensor on ${ta.device} (bf16 products run on the CPU)`);
-  }
+  if (precision === 'bf16' && impl !== 'auto' && impl !== 'builtin') throw new TypeError(`Expected impl 'auto' or 'builtin' with precision 'bf16' but received '${impl}'`);
   const FLT_MAX = 3.4028234663852886e38;  // alpha and beta are f32 in the GEMM
   const alpha = o.alpha === undefined ? 1 : checkNumber('alpha', o.alpha, -FLT_MAX, FLT_MAX);
   const beta = o.beta === undefined ? 0 : checkNumber('beta', o.beta, -FLT_MAX, FLT_MAX);

@@ -57,7 +57,6 @@ void CdpoBlockGrad::operator()(int64_t begin, int64_t end, const float* logp, fl
 #include <cmath>
 #include <cstring>
 
-#include "../../core/gemm.h"
 #include "../../core/gemm_bf16.h"
 #include "../../core/parallel.h"
 #include "../../core/simd.h"
@@ -129,18 +128,10 @@ void fused_head_cpu(const FusedHeadArgs& p, float* d_hidden, float* d_weight, fl
     if (in_place) return d_weight + c * vc * H;
     return slots.data() + (c > first_kept ? c - first_kept : 0) * tile;
   };
-  // The pass's GEMMs, f32 or with bf16 products (p.bf16).
-  auto gemm = [&](bool tA, bool tB, int64_t M, int64_t Nn, int64_t K, float alpha, const float* A, int64_t lda,
-                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-    if (p.bf16)
-      gemm_bf16(tA, tB, M, Nn, K, alpha, A, DType::F32, lda, B, DType::F32, ldb, beta, C, ldc);
-    else
-      sgemm(tA, tB, M, Nn, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  };
   // Z (nb, n) = h W_c^T / T for the rows [c0, c0 + n) of the weight.
   auto logits = [&](int64_t b, int64_t nb, int64_t c, float* z) {
     const int64_t c0 = c * vc, n = std::min(vc, V - c0);
-    gemm(false, true, nb, n, H, invT, p.hidden + b * H, H, p.weight + c0 * H, H, 0.0f, z, n);
+    sgemm_at(p.bf16, false, true, nb, n, H, invT, p.hidden + b * H, H, p.weight + c0 * H, H, 0.0f, z, n);
   };
   // Forward of one token block: online log-sum-exp over the chunks in chunk order.
   auto forward = [&](int64_t b, int64_t nb) {
@@ -196,8 +187,8 @@ void fused_head_cpu(const FusedHeadArgs& p, float* d_hidden, float* d_weight, fl
         }
       });
       if (d_weight)
-        gemm(true, false, n, H, nb, 1.0f, z, n, p.hidden + b * H, H, (first_block && !p.accumulate) ? 0.0f : 1.0f, d_weight + c0 * H, H);
-      gemm(false, false, nb, H, n, 1.0f, z, n, p.weight + c0 * H, H, k == 0 ? 0.0f : 1.0f, d_hidden + b * H, H);
+        sgemm_at(p.bf16, true, false, n, H, nb, 1.0f, z, n, p.hidden + b * H, H, (first_block && !p.accumulate) ? 0.0f : 1.0f, d_weight + c0 * H, H);
+      sgemm_at(p.bf16, false, false, nb, H, n, 1.0f, z, n, p.weight + c0 * H, H, k == 0 ? 0.0f : 1.0f, d_hidden + b * H, H);
     }
   };
   if (two_pass) {
